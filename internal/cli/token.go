@@ -1,0 +1,10 @@
+package cli
+
+import (
+	"context"
+	"errors"
+)
+
+func runToken(ctx context.Context, stdio Stdio, args []string) error {
+	return errors.New("not implemented yet")
+}
