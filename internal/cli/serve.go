@@ -3,8 +3,134 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/duplexhq/duplex/internal/engine/memory"
+	"github.com/duplexhq/duplex/internal/hub"
+	"github.com/duplexhq/duplex/internal/server"
+	"github.com/duplexhq/duplex/web"
 )
 
+// stringList is a repeatable or comma-separated string flag.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error {
+	for p := range strings.SplitSeq(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l = append(*l, p)
+		}
+	}
+	return nil
+}
+
 func runServe(ctx context.Context, stdio Stdio, args []string) error {
-	return errors.New("not implemented yet")
+	fs := newFlagSet(stdio, "serve", "[flags]")
+	var (
+		listen         = fs.String("listen", envOr("DUPLEX_LISTEN", "127.0.0.1:8080"), "address to listen on (env DUPLEX_LISTEN)")
+		engineURL      = fs.String("engine", envOr("DUPLEX_ENGINE", "memory"), "engine: memory, or redis://host:6379/0 (env DUPLEX_ENGINE)")
+		historySize    = fs.Int("history-size", 1000, "publications kept per channel")
+		historyTTL     = fs.Duration("history-ttl", 10*time.Minute, "how long a publication is kept")
+		maxMessage     = fs.Int("max-message", 65536, "largest publication data, in bytes of compact JSON")
+		maxChannels    = fs.Int("max-channels", 128, "channels per connection")
+		queueMessages  = fs.Int("queue-messages", 4096, "outbound queue per connection, in messages (slow consumers are cut)")
+		queueBytes     = fs.Int("queue-bytes", 16<<20, "outbound queue per connection, in bytes")
+		maxConns       = fs.Int("max-connections", 20000, "connections served at once")
+		publishRate    = fs.Float64("publish-rate", 1000, "publishes per second per WebSocket connection")
+		headerTimeout  = fs.Duration("header-timeout", 10*time.Second, "time to read a request's headers")
+		idleTimeout    = fs.Duration("idle-timeout", 120*time.Second, "keep-alive idle timeout")
+		writeTimeout   = fs.Duration("write-timeout", 10*time.Second, "time a streaming peer has to take one frame")
+		heartbeat      = fs.Duration("heartbeat", 15*time.Second, "SSE and NDJSON heartbeat interval")
+		pingInterval   = fs.Duration("ping-interval", 25*time.Second, "WebSocket ping interval")
+		pollTimeout    = fs.Duration("poll-timeout", 25*time.Second, "default long-poll wait")
+		pollMax        = fs.Duration("poll-max-timeout", 60*time.Second, "longest long-poll wait a client may ask")
+		allowAnonymous = fs.Bool("allow-anonymous", false, "allow listening on a non-loopback address without --jwt-secret")
+		jwtSecret      = fs.String("jwt-secret", envOr("DUPLEX_JWT_SECRET", ""), "HS256 secret; when set every /v1/ endpoint but /v1/echo needs a token (env DUPLEX_JWT_SECRET)")
+		logLevel       = fs.String("log-level", "info", "debug, info, warn or error")
+		origins        stringList
+	)
+	fs.Var(&origins, "allowed-origins", "browser origins allowed for WebSocket and CORS, comma-separated or repeated; * for any (default: same origin and localhost)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return errUsage
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	logger := slog.New(slog.NewTextHandler(stdio.Err, &slog.HandlerOptions{Level: level}))
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	if !isLoopback(ln.Addr()) && *jwtSecret == "" && !*allowAnonymous {
+		return fmt.Errorf("refusing to serve %s without --jwt-secret: anyone who can reach it could publish and read; add --allow-anonymous if that is what you want", ln.Addr())
+	}
+	if *jwtSecret != "" {
+		return errors.New("--jwt-secret: token auth is not built yet")
+	}
+
+	var engine hub.Engine
+	switch {
+	case *engineURL == "memory":
+		engine = memory.New(memory.Config{HistorySize: orNone(*historySize), HistoryTTL: *historyTTL})
+	default:
+		return fmt.Errorf("--engine %q: only memory is built yet", *engineURL)
+	}
+	h, err := hub.New(ctx, hub.Config{
+		Engine: engine, Logger: logger, MaxMessage: *maxMessage, MaxChannels: *maxChannels,
+		QueueMessages: *queueMessages, QueueBytes: *queueBytes,
+	})
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(server.Config{
+		Hub: h, Logger: logger, MaxConnections: *maxConns, ReadHeaderTimeout: *headerTimeout,
+		IdleTimeout: *idleTimeout, AllowedOrigins: origins, WriteTimeout: *writeTimeout,
+		Heartbeat: *heartbeat, PingInterval: *pingInterval, PollTimeout: *pollTimeout,
+		PollMaxTimeout: *pollMax, PublishRate: *publishRate, Web: web.Handler(),
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdio.Err, "duplex %s: hub listening on http://%s (engine %s)\n", Version, ln.Addr(), *engineURL)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	fmt.Fprintln(stdio.Err, "duplex: shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	return err
+}
+
+// orNone maps 0 (keep nothing) to the engine's "none" value.
+func orNone(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }

@@ -1,0 +1,422 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/duplexhq/duplex/msg"
+)
+
+// Item is one entry of a session's queue: exactly one of Pub, Gap and Raw is
+// set.
+type Item struct {
+	Pub *Publication
+	Gap *msg.Gap
+	// Raw is a frame the session's transport queued itself with
+	// Session.Send (a WebSocket reply, say), kept in order with the rest.
+	Raw []byte
+}
+
+func (it Item) size() int {
+	switch {
+	case it.Pub != nil:
+		return len(it.Pub.JSON)
+	case it.Gap != nil:
+		return 64 + len(it.Gap.Channel)
+	default:
+		return len(it.Raw)
+	}
+}
+
+// Advance moves c past it: to the publication's position, or to just before
+// the gap's next offset.
+func (it Item) Advance(c msg.Cursor) {
+	switch {
+	case it.Pub != nil:
+		c[it.Pub.Channel] = msg.Position{Epoch: it.Pub.Epoch, Offset: it.Pub.Offset}
+	case it.Gap != nil:
+		c[it.Gap.Channel] = msg.Position{Epoch: it.Gap.Epoch, Offset: it.Gap.Next - 1}
+	}
+}
+
+// Session is one reader of the hub: a set of subscribed channels and one
+// bounded queue of what they deliver. A transport owns it: one goroutine
+// drains it with Next (or Ready and TryNext), any goroutine may Subscribe,
+// Unsubscribe, Send and Close, and the owner calls Release exactly once
+// when it is done with the session.
+type Session struct {
+	h *Hub
+
+	// subMu serialises Subscribe, Unsubscribe and Release, which change
+	// subs with hub and engine calls in between. Taken before s.mu.
+	subMu sync.Mutex
+
+	mu         sync.Mutex // guards everything below
+	subs       map[string]*subState
+	queue      []Item
+	spare      []Item
+	queueBytes int
+	closed     bool
+	closeErr   *msg.CloseError
+	released   bool
+
+	ready chan struct{} // capacity 1: something was queued, or the session closed
+	done  chan struct{} // closed by Close
+}
+
+// subState is a session's view of one channel.
+type subState struct {
+	epoch string
+	last  uint64 // offset of the last publication queued
+	// recovering is true between attach and the end of replay; live
+	// publications wait in pending meanwhile.
+	recovering bool
+	pending    []*Publication
+}
+
+// NewSession returns a new session of h, or ErrShutdown.
+func (h *Hub) NewSession() (*Session, error) {
+	s := &Session{
+		h:     h,
+		subs:  make(map[string]*subState),
+		ready: make(chan struct{}, 1),
+		done:  make(chan struct{}),
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, ErrShutdown
+	}
+	h.sessions[s] = struct{}{}
+	h.active.Add(1)
+	return s, nil
+}
+
+// SubscribeResult is where a channel stood when a subscription started.
+type SubscribeResult struct {
+	Channel string
+	Epoch   string
+	Offset  uint64 // latest offset at subscribe time
+}
+
+// SubscribeOptions are the optional parts of a subscription.
+type SubscribeOptions struct {
+	// From is the reader's position in the channel. Nil starts at "now":
+	// only publications after the subscription is in place are delivered.
+	From *msg.Position
+	// Ack, if set, is called once the subscription is in place, with the
+	// session locked; the frame it returns is queued ahead of the replay,
+	// so a reply is ordered before the messages it announces.
+	Ack func(SubscribeResult) []byte
+}
+
+// Subscribe adds channel to the session and queues its replay, if any.
+func (s *Session) Subscribe(ctx context.Context, channel string, opts SubscribeOptions) (SubscribeResult, error) {
+	if !msg.ValidChannel(channel) {
+		return SubscribeResult{}, invalidChannel(channel)
+	}
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	st := &subState{recovering: true}
+	s.mu.Lock()
+	switch {
+	case s.released:
+		s.mu.Unlock()
+		return SubscribeResult{}, &msg.CloseError{Code: msg.CloseNormal, Reason: "session released"}
+	case s.closed:
+		s.mu.Unlock()
+		return SubscribeResult{}, s.closeErr
+	case s.subs[channel] != nil:
+		s.mu.Unlock()
+		return SubscribeResult{}, msg.Errorf(msg.CodeBadRequest, "already subscribed to %q", channel)
+	case len(s.subs) >= s.h.cfg.MaxChannels:
+		s.mu.Unlock()
+		return SubscribeResult{}, msg.Errorf(msg.CodeBadRequest, "at most %d channels per connection", s.h.cfg.MaxChannels)
+	}
+	s.subs[channel] = st
+	s.mu.Unlock()
+
+	res, err := s.start(ctx, channel, st, opts)
+	if err != nil {
+		s.mu.Lock()
+		delete(s.subs, channel)
+		s.mu.Unlock()
+		return SubscribeResult{}, err
+	}
+	return res, nil
+}
+
+func (s *Session) start(ctx context.Context, channel string, st *subState, opts SubscribeOptions) (SubscribeResult, error) {
+	h := s.h
+	// Order matters: register for live delivery first, then read history,
+	// so every publication is in the replay, in pending, or both (and the
+	// offsets sort that out).
+	if err := h.attach(channel, s); err != nil {
+		return SubscribeResult{}, err
+	}
+	if err := h.engine.Subscribe(ctx, channel); err != nil {
+		h.detach(channel, s)
+		return SubscribeResult{}, engineError(err)
+	}
+	var (
+		state  StreamState
+		replay []*Publication
+		gap    *msg.Gap
+		err    error
+	)
+	from := opts.From
+	if from == nil {
+		state, _, err = h.engine.History(ctx, channel, HistoryQuery{})
+	} else {
+		state, replay, err = h.engine.History(ctx, channel, HistoryQuery{After: from.Offset, Limit: -1})
+	}
+	if err == nil && from != nil && from.Epoch != "" && from.Epoch != state.Epoch {
+		// Another epoch: the cursor's offsets mean nothing here. Replay
+		// everything retained; announce a gap unless nothing can have been
+		// lost (a reader at offset 0 of a channel that still has offset 1).
+		state, replay, err = h.engine.History(ctx, channel, HistoryQuery{After: 0, Limit: -1})
+		if err == nil && !(from.Offset == 0 && state.Oldest == 1) {
+			gap = &msg.Gap{Type: msg.TypeGap, Channel: channel, Epoch: state.Epoch, Next: state.Oldest}
+		}
+	} else if err == nil && from != nil {
+		switch {
+		case from.Offset > state.Latest:
+			// Ahead of the channel: what the reader saw is not this
+			// history. Say so, and go on from the next offset.
+			gap = &msg.Gap{Type: msg.TypeGap, Channel: channel, Epoch: state.Epoch, Next: state.Latest + 1}
+		case from.Offset+1 < state.Oldest:
+			gap = &msg.Gap{Type: msg.TypeGap, Channel: channel, Epoch: state.Epoch, Next: state.Oldest}
+		}
+	}
+	if err != nil {
+		h.detach(channel, s)
+		_ = h.engine.Unsubscribe(context.WithoutCancel(ctx), channel)
+		return SubscribeResult{}, engineError(err)
+	}
+
+	res := SubscribeResult{Channel: channel, Epoch: state.Epoch, Offset: state.Latest}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		// Stays in subs and attached: Release detaches it.
+		return res, nil
+	}
+	st.epoch = state.Epoch
+	if opts.Ack != nil {
+		s.enqueueLocked(Item{Raw: opts.Ack(res)})
+	}
+	switch {
+	case from == nil:
+		st.last = state.Latest
+	case gap != nil:
+		s.enqueueLocked(Item{Gap: gap})
+		st.last = gap.Next - 1
+	default:
+		st.last = from.Offset
+	}
+	for _, p := range replay {
+		s.pushLocked(st, p)
+	}
+	pending := st.pending
+	st.pending = nil
+	st.recovering = false
+	for _, p := range pending {
+		s.pushLocked(st, p)
+	}
+	return res, nil
+}
+
+// Unsubscribe removes channel from the session. Items already queued stay.
+func (s *Session) Unsubscribe(ctx context.Context, channel string) error {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	s.mu.Lock()
+	st := s.subs[channel]
+	delete(s.subs, channel)
+	s.mu.Unlock()
+	if st == nil {
+		return msg.Errorf(msg.CodeBadRequest, "not subscribed to %q", channel)
+	}
+	s.h.detach(channel, s)
+	return engineError(s.h.engine.Unsubscribe(ctx, channel))
+}
+
+// Channels returns the number of channels the session subscribes to.
+func (s *Session) Channels() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.subs)
+}
+
+// push queues a live publication. It never blocks.
+func (s *Session) push(p *Publication) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.subs[p.Channel]
+	if st == nil || s.closed {
+		return
+	}
+	if st.recovering {
+		if len(st.pending) >= s.h.cfg.QueueMessages {
+			s.closeLocked(msg.CloseSlow, "too many messages while replaying")
+			return
+		}
+		st.pending = append(st.pending, p)
+		return
+	}
+	s.pushLocked(st, p)
+}
+
+// pushLocked queues p unless the session has it already, announcing a gap
+// when p does not follow what was queued before.
+func (s *Session) pushLocked(st *subState, p *Publication) {
+	switch {
+	case p.Epoch != st.epoch:
+		// The channel's history was lost and began again.
+		s.enqueueLocked(Item{Gap: &msg.Gap{Type: msg.TypeGap, Channel: p.Channel, Epoch: p.Epoch, Next: p.Offset}})
+		st.epoch = p.Epoch
+	case p.Offset <= st.last:
+		return // in both replay and live: queued once already
+	case p.Offset > st.last+1:
+		s.enqueueLocked(Item{Gap: &msg.Gap{Type: msg.TypeGap, Channel: p.Channel, Epoch: p.Epoch, Next: p.Offset}})
+	}
+	st.last = p.Offset
+	s.enqueueLocked(Item{Pub: p})
+	s.h.delivered.Add(1)
+}
+
+// Send queues a transport's own frame, in order with the messages.
+func (s *Session) Send(raw []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return s.closeErr
+	}
+	s.enqueueLocked(Item{Raw: raw})
+	return nil
+}
+
+func (s *Session) enqueueLocked(it Item) {
+	if s.closed {
+		return
+	}
+	n := it.size()
+	if len(s.queue) >= s.h.cfg.QueueMessages || s.queueBytes+n > s.h.cfg.QueueBytes {
+		s.h.slowCuts.Add(1)
+		s.closeLocked(msg.CloseSlow, fmt.Sprintf("outbound queue full (%d messages, %d bytes)", len(s.queue), s.queueBytes))
+		return
+	}
+	s.queue = append(s.queue, it)
+	s.queueBytes += n
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+}
+
+// Ready returns a channel that receives when the session may have items to
+// take or has closed. Follow each receive with TryNext.
+func (s *Session) Ready() <-chan struct{} { return s.ready }
+
+// Done returns a channel closed when the session closes.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// TryNext takes every queued item without waiting. It returns the close
+// error, a *msg.CloseError, once the session is closed. The returned slice
+// is valid until the next call of TryNext or Next.
+func (s *Session) TryNext() ([]Item, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, s.closeErr
+	}
+	if len(s.queue) == 0 {
+		return nil, nil
+	}
+	items := s.queue
+	clear(s.spare)
+	s.queue, s.spare = s.spare[:0], items
+	s.queueBytes = 0
+	return items, nil
+}
+
+// Next waits until items are queued, the session closes, or ctx is done,
+// and takes every queued item. See TryNext.
+func (s *Session) Next(ctx context.Context) ([]Item, error) {
+	for {
+		items, err := s.TryNext()
+		if err != nil || len(items) > 0 {
+			return items, err
+		}
+		select {
+		case <-s.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Close ends the session with code and drops what is queued. The owner
+// still calls Release. Close is idempotent; the first code wins.
+func (s *Session) Close(code msg.CloseCode, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closeLocked(code, reason)
+}
+
+func (s *Session) closeLocked(code msg.CloseCode, reason string) {
+	if s.closed {
+		return
+	}
+	s.closed = true
+	s.closeErr = &msg.CloseError{Code: code, Reason: reason}
+	s.queue, s.spare, s.queueBytes = nil, nil, 0
+	close(s.done)
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+	// The session stays attached to its channels (push ignores a closed
+	// session) until Release: detaching takes locks ranked above s.mu.
+}
+
+// Err returns why the session closed, or nil while it is open.
+func (s *Session) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closeErr == nil {
+		return nil
+	}
+	return s.closeErr
+}
+
+// Release closes the session (normally, if nothing closed it before) and
+// tells the hub its owner is done with it. Call it exactly once.
+func (s *Session) Release() {
+	s.Close(msg.CloseNormal, "")
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	s.mu.Lock()
+	already := s.released
+	s.released = true
+	subs := s.subs
+	s.subs = map[string]*subState{}
+	s.mu.Unlock()
+	if already {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for channel := range subs {
+		s.h.detach(channel, s)
+		if err := s.h.engine.Unsubscribe(ctx, channel); err != nil {
+			s.h.log.Warn("engine unsubscribe failed", "channel", channel, "err", err)
+		}
+	}
+	s.h.mu.Lock()
+	delete(s.h.sessions, s)
+	s.h.mu.Unlock()
+	s.h.active.Done()
+}

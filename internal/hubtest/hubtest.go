@@ -1,0 +1,109 @@
+// Package hubtest starts real duplex hubs for tests: the memory engine, the
+// hub and the HTTP server on 127.0.0.1:0, over real sockets, stopped when
+// the test ends. It also checks tests for goroutine leaks.
+package hubtest
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/duplexhq/duplex/internal/engine/memory"
+	"github.com/duplexhq/duplex/internal/hub"
+	"github.com/duplexhq/duplex/internal/server"
+	"github.com/duplexhq/duplex/web"
+)
+
+// Hub is a running hub.
+type Hub struct {
+	URL    string // http://127.0.0.1:port
+	Addr   string // 127.0.0.1:port
+	Hub    *hub.Hub
+	Engine *memory.Engine
+	Server *server.Server
+
+	stopped chan struct{}
+	serr    error
+}
+
+// Options adjust the hub a test starts. Zero values keep the defaults.
+type Options struct {
+	Hub    hub.Config    // Engine is filled in
+	Memory memory.Config // engine settings
+	Server server.Config // Hub is filled in
+	// Listener, if set, is served instead of a new 127.0.0.1:0 listener
+	// (to restart a hub on the same port).
+	Listener net.Listener
+}
+
+// Start starts a hub and stops it when t ends.
+func Start(t testing.TB, opts *Options) *Hub {
+	t.Helper()
+	if opts == nil {
+		opts = &Options{}
+	}
+	h, err := StartE(opts)
+	if err != nil {
+		t.Fatalf("hubtest: %v", err)
+	}
+	t.Cleanup(func() { h.Stop(t) })
+	return h
+}
+
+// StartE starts a hub; the caller stops it with Stop.
+func StartE(opts *Options) (*Hub, error) {
+	eng := memory.New(opts.Memory)
+	hcfg := opts.Hub
+	hcfg.Engine = eng
+	hb, err := hub.New(context.Background(), hcfg)
+	if err != nil {
+		return nil, err
+	}
+	scfg := opts.Server
+	scfg.Hub = hb
+	if scfg.Web == nil {
+		scfg.Web = web.Handler()
+	}
+	srv, err := server.New(scfg)
+	if err != nil {
+		return nil, err
+	}
+	ln := opts.Listener
+	if ln == nil {
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+	}
+	h := &Hub{
+		URL: "http://" + ln.Addr().String(), Addr: ln.Addr().String(),
+		Hub: hb, Engine: eng, Server: srv, stopped: make(chan struct{}),
+	}
+	go func() {
+		h.serr = srv.Serve(ln)
+		close(h.stopped)
+	}()
+	return h, nil
+}
+
+// Stop shuts the hub down (idempotent) and fails t if that goes wrong.
+func (h *Hub) Stop(t testing.TB) {
+	t.Helper()
+	select {
+	case <-h.stopped:
+		return
+	default:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.Server.Shutdown(ctx); err != nil {
+		t.Errorf("hubtest: shutdown: %v", err)
+	}
+	<-h.stopped
+	if h.serr != nil && !errors.Is(h.serr, http.ErrServerClosed) {
+		t.Errorf("hubtest: serve: %v", h.serr)
+	}
+}

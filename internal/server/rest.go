@@ -1,0 +1,223 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/duplexhq/duplex/msg"
+)
+
+const (
+	defaultHistoryLimit = 100
+	maxHistoryLimit     = 1000
+)
+
+func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
+	channel := r.PathValue("channel")
+	if !msg.ValidChannel(channel) {
+		writeError(w, invalidChannel(channel))
+		return
+	}
+	if r.ContentLength > s.cfg.MaxBody {
+		// Refuse before reading a byte, and don't let net/http drain it.
+		w.Header().Set("Connection", "close")
+		writeError(w, msg.Errorf(msg.CodeTooLarge, "body is %d bytes, larger than %d", r.ContentLength, s.cfg.MaxBody))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if !errors.As(err, &mbe) {
+			err = msg.Errorf(msg.CodeBadRequest, "read body: %v", err)
+		}
+		w.Header().Set("Connection", "close")
+		writeError(w, err)
+		return
+	}
+	p, err := s.hub.Publish(r.Context(), channel, body)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, msg.Published{Channel: p.Channel, Epoch: p.Epoch, Offset: p.Offset, Time: p.Time})
+}
+
+func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
+	channel := r.PathValue("channel")
+	if !msg.ValidChannel(channel) {
+		writeError(w, invalidChannel(channel))
+		return
+	}
+	q := r.URL.Query()
+	var after uint64
+	if v := q.Get("after"); v != "" || q.Has("after") {
+		n, err := msg.ParseOffset(v)
+		if err != nil {
+			writeError(w, msg.Errorf(msg.CodeBadRequest, "after=%q is not an offset (a whole number ≥ 0)", truncate(v)))
+			return
+		}
+		after = n
+	}
+	limit := defaultHistoryLimit
+	if v := q.Get("limit"); v != "" || q.Has("limit") {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxHistoryLimit {
+			writeError(w, msg.Errorf(msg.CodeBadRequest, "limit=%q must be a whole number from 1 to %d", truncate(v), maxHistoryLimit))
+			return
+		}
+		limit = n
+	}
+	st, pubs, err := s.hub.History(r.Context(), channel, after, limit)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	next := after
+	if len(pubs) > 0 {
+		next = pubs[len(pubs)-1].Offset
+	}
+	// The messages are pre-encoded: splice them in rather than decode and
+	// encode them again.
+	size := 128 + len(channel)
+	for _, p := range pubs {
+		size += len(p.JSON) + 1
+	}
+	b := make([]byte, 0, size)
+	b = append(b, `{"channel":"`...)
+	b = append(b, channel...)
+	b = append(b, `","epoch":"`...)
+	b = append(b, st.Epoch...)
+	b = append(b, `","messages":[`...)
+	for i, p := range pubs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, p.JSON...)
+	}
+	b = append(b, `],"next":`...)
+	b = strconv.AppendUint(b, next, 10)
+	b = append(b, `,"oldest":`...)
+	b = strconv.AppendUint(b, st.Oldest, 10)
+	b = append(b, `,"latest":`...)
+	b = strconv.AppendUint(b, st.Latest, 10)
+	b = append(b, "}\n"...)
+
+	hash := fnv.New64a()
+	hash.Write(b)
+	etag := fmt.Sprintf(`"%016x"`, hash.Sum64())
+	h := w.Header()
+	h.Set("ETag", etag)
+	if len(pubs) == limit {
+		// A full page holds the same messages forever.
+		h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	} else {
+		h.Set("Cache-Control", "no-cache")
+	}
+	if etagMatch(r.Header.Get("If-None-Match"), etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write(b)
+	}
+}
+
+// etagMatch implements If-None-Match's weak comparison (RFC 9110 §13.1.2).
+func etagMatch(header, etag string) bool {
+	if header == "" {
+		return false
+	}
+	if strings.TrimSpace(header) == "*" {
+		return true
+	}
+	for tag := range strings.SplitSeq(header, ",") {
+		tag = strings.TrimSpace(tag)
+		tag = strings.TrimPrefix(tag, "W/")
+		if tag == etag {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
+	channel := r.PathValue("channel")
+	if !msg.ValidChannel(channel) {
+		writeError(w, invalidChannel(channel))
+		return
+	}
+	info, err := s.hub.Info(r.Context(), channel)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-cache")
+	writeJSON(w, http.StatusOK, info)
+}
+
+// echoReply is what GET /v1/echo answers: the request as the hub saw it.
+type echoReply struct {
+	Method     string              `json:"method"`
+	RemoteAddr string              `json:"remote_addr"`
+	Headers    map[string][]string `json:"headers"`
+}
+
+func (s *Server) handleEcho(w http.ResponseWriter, r *http.Request) {
+	if isWebSocketUpgrade(r) {
+		s.handleEchoWS(w, r)
+		return
+	}
+	hdr := make(map[string][]string, len(r.Header)+1)
+	for k, v := range r.Header {
+		hdr[k] = v
+	}
+	hdr["Host"] = []string{r.Host}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, echoReply{Method: r.Method, RemoteAddr: r.RemoteAddr, Headers: hdr})
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	w.Header().Set("Cache-Control", "no-store")
+	if closed {
+		writeError(w, msg.Errorf(msg.CodeUnavailable, "shutting down"))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func isWebSocketUpgrade(r *http.Request) bool {
+	return headerHasToken(r.Header, "Connection", "upgrade") && headerHasToken(r.Header, "Upgrade", "websocket")
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func invalidChannel(name string) error {
+	return msg.Errorf(msg.CodeInvalidChannel, "invalid channel name %q: 1-128 bytes of A-Z a-z 0-9 _ . : @ -", truncate(name))
+}
+
+func truncate(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
+}

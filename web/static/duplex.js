@@ -1,0 +1,1 @@
+// duplex.js: the browser client arrives with the client issue.

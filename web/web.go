@@ -1,0 +1,36 @@
+// Package web holds the browser client module duplex.js and the live demo
+// page, embedded in the binary and served at /duplex.js and /.
+package web
+
+import (
+	"embed"
+	"net/http"
+)
+
+//go:embed static
+var static embed.FS
+
+// Handler serves the embedded files: / is the demo page, /duplex.js the
+// client module.
+func Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := "static/index.html"
+		ctype := "text/html; charset=utf-8"
+		switch r.URL.Path {
+		case "/duplex.js":
+			name, ctype = "static/duplex.js", "text/javascript; charset=utf-8"
+		case "/":
+		default:
+			http.NotFound(w, r)
+			return
+		}
+		b, err := static.ReadFile(name)
+		if err != nil {
+			http.Error(w, "missing embedded file", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", ctype)
+		w.Header().Set("Cache-Control", "no-cache")
+		w.Write(b)
+	})
+}
