@@ -1,0 +1,142 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync/atomic"
+	"time"
+)
+
+// errIdle ends a tunnel that carried no bytes for the idle timeout.
+var errIdle = errors.New("idle timeout")
+
+// pump moves bytes both ways between a client and a destination
+// connection. Each direction runs in its own goroutine; between bursts a
+// direction waits for readability without holding a buffer or a splice
+// pipe, so an idle tunnel costs two parked goroutines and two sockets.
+type pump struct {
+	client, dst net.Conn
+	idle        time.Duration // <= 0: never
+	window      time.Duration // deadline step, idle/4
+	start       time.Time
+	lastActive  atomic.Int64 // nanoseconds since start
+	up, down    atomic.Int64 // bytes client→dst, dst→client
+}
+
+// run pumps until both directions are done, the first error closes both
+// ends, and returns the first error that was not a clean EOF. clientPending
+// and dstPending are bytes already read off the client or the destination
+// that the other side still has to receive.
+func runPump(client, dst net.Conn, clientPending, dstPending []byte, idle time.Duration) (up, down int64, err error) {
+	p := &pump{client: client, dst: dst, idle: idle, start: time.Now()}
+	if idle > 0 {
+		p.window = idle / 4
+	}
+	client, clientPending = unwrapPrefix(client, clientPending)
+	dst, dstPending = unwrapPrefix(dst, dstPending)
+	errc := make(chan error, 2)
+	go p.copy(client, dst, dstPending, &p.down, errc)
+	p.copy(dst, client, clientPending, &p.up, errc)
+	err = <-errc
+	if err != nil {
+		client.Close()
+		dst.Close()
+	}
+	if err2 := <-errc; err == nil {
+		err = err2
+	}
+	return p.up.Load(), p.down.Load(), err
+}
+
+// unwrapPrefix turns a prefixConn into its bytes plus the bare conn, so the
+// bare conns can be spliced.
+func unwrapPrefix(c net.Conn, pending []byte) (net.Conn, []byte) {
+	if pc, ok := c.(*prefixConn); ok {
+		return pc.Conn, append(append([]byte(nil), pending...), pc.prefix...)
+	}
+	return c, pending
+}
+
+func (p *pump) touch() { p.lastActive.Store(int64(time.Since(p.start))) }
+
+// idleLongEnough reports whether the tunnel was silent long enough to close.
+// Activity is only seen when a copy returns, at most one window late, so
+// the tunnel has been silent for at least idle when this reports true.
+func (p *pump) idleLongEnough() bool {
+	return time.Since(p.start)-time.Duration(p.lastActive.Load()) >= p.idle+p.window
+}
+
+// copy moves src to dst until EOF (then half-closes dst) or an error, and
+// sends the outcome to errc.
+func (p *pump) copy(dst, src net.Conn, pending []byte, n *atomic.Int64, errc chan<- error) {
+	errc <- p.copyLoop(dst, src, pending, n)
+}
+
+func (p *pump) copyLoop(dst, src net.Conn, pending []byte, n *atomic.Int64) error {
+	if len(pending) > 0 {
+		if p.window > 0 {
+			dst.SetWriteDeadline(time.Now().Add(p.idle))
+		}
+		m, err := dst.Write(pending)
+		n.Add(int64(m))
+		if err != nil {
+			return err
+		}
+		p.touch()
+	}
+	for {
+		if p.window > 0 {
+			d := time.Now().Add(p.window)
+			src.SetReadDeadline(d)
+			dst.SetWriteDeadline(d)
+		}
+		if err := waitReadable(src); err != nil {
+			if isTimeout(err) {
+				if p.idleLongEnough() {
+					return errIdle
+				}
+				continue
+			}
+			return err
+		}
+		m, err := copyOnce(dst, src)
+		if m > 0 {
+			n.Add(m)
+			p.touch()
+		}
+		switch {
+		case err == nil: // EOF: pass the half-close on
+			closeWrite(dst)
+			return nil
+		case isTimeout(err):
+			if m == 0 && p.idleLongEnough() {
+				return errIdle
+			}
+		default:
+			return err
+		}
+	}
+}
+
+// copyOnce copies src to dst until EOF or an error. Between two
+// *net.TCPConn this is splice(2) on Linux: no bytes through user space.
+func copyOnce(dst, src net.Conn) (int64, error) {
+	if d, ok := dst.(*net.TCPConn); ok {
+		return d.ReadFrom(src)
+	}
+	return io.Copy(dst, src)
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		return
+	}
+	c.Close()
+}
+
+func isTimeout(err error) bool {
+	return errors.Is(err, os.ErrDeadlineExceeded)
+}
