@@ -1,12 +1,194 @@
 package server
 
 import (
+	"errors"
+	"math"
 	"net/http"
+	"net/url"
+	"strconv"
+	"time"
 
+	"github.com/duplexhq/duplex/internal/hub"
 	"github.com/duplexhq/duplex/msg"
 )
 
-// handlePoll serves GET /v1/poll. (Stub: issue 4.)
+// handlePoll serves GET /v1/poll: long polling. It subscribes like the
+// streams do, waits until at least one item (message or gap) is queued, the
+// timeout passes, or the hub shuts down, and answers
+// {"messages":[...],"gaps":[...],"cursor":"..."} with everything queued at
+// that moment. The cursor is the request's, advanced past every message and
+// gap of the answer: the cursor= of the next poll. Without a cursor the
+// subscription starts at "now", and a timeout answer carries the channels'
+// current positions.
 func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
-	writeError(w, msg.Errorf(msg.CodeNotFound, "poll transport not built yet"))
+	q := r.URL.Query()
+	timeout, err := s.parsePollTimeout(q)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	req, err := s.parseSubRequest(r, "")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	end, ok := s.beginStream()
+	if !ok {
+		writeError(w, msg.Errorf(msg.CodeUnavailable, "hub is shutting down"))
+		return
+	}
+	defer end()
+	ctx := r.Context()
+	sess, cur, err := s.openSession(ctx, req)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer sess.Release()
+
+	items, err := pollWait(r, sess, timeout)
+	switch code := msg.CloseCodeOf(err); {
+	case err == nil:
+	case code == msg.CloseShutdown:
+		// Whatever was queued is dropped: answer with the request's cursor.
+		items = nil
+	case code == msg.CloseSlow:
+		writeError(w, msg.Errorf(msg.CodeUnavailable,
+			"more is waiting after the cursor than one session may queue (%d messages): poll fewer channels at once",
+			s.hub.Config().QueueMessages))
+		return
+	default:
+		return // the client left
+	}
+	body := appendPollBody(make([]byte, 0, pollBodySize(items, cur)), items, cur)
+
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	rc := http.NewResponseController(w)
+	if err := rc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+	if _, err := w.Write(body); err != nil {
+		return
+	}
+	if err := rc.Flush(); err != nil {
+		return
+	}
+	// Everything is with the kernel now: lift the deadline, so that the
+	// next request on this keep-alive connection does not inherit it.
+	_ = rc.SetWriteDeadline(time.Time{})
+}
+
+// pollWait waits for the first queued items, the timeout, the session's
+// close or the client's departure. It returns no items and no error at the
+// timeout. The items are valid until the session is used again.
+func pollWait(r *http.Request, sess *hub.Session, timeout time.Duration) ([]hub.Item, error) {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		items, err := sess.TryNext()
+		if err != nil || len(items) > 0 {
+			return items, err
+		}
+		select {
+		case <-sess.Ready():
+		case <-timer.C:
+			return nil, nil
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		}
+	}
+}
+
+// maxTimeoutText bounds the timeout= value read, for bounded work.
+const maxTimeoutText = 32
+
+// parsePollTimeout reads timeout=: a Go duration with a unit ("25s",
+// "1m30s", "500ms") or a bare number of seconds ("25", "2.5"). Absent means
+// Config.PollTimeout; it must lie in [0, Config.PollMaxTimeout]. Zero
+// answers at once with whatever is already after the cursor.
+func (s *Server) parsePollTimeout(q url.Values) (time.Duration, error) {
+	if !q.Has("timeout") {
+		return min(s.cfg.PollTimeout, s.cfg.PollMaxTimeout), nil
+	}
+	v := q.Get("timeout")
+	bad := func() error {
+		return msg.Errorf(msg.CodeBadRequest, "timeout=%q must be a duration (25s, 1m, 500ms) or seconds (25) from 0 to %s",
+			truncate(v), s.cfg.PollMaxTimeout)
+	}
+	if v == "" || len(v) > maxTimeoutText {
+		return 0, bad()
+	}
+	var d time.Duration
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || f > s.cfg.PollMaxTimeout.Seconds() {
+			return 0, bad()
+		}
+		d = time.Duration(f * float64(time.Second))
+	} else {
+		d, err = time.ParseDuration(v)
+		if err != nil {
+			return 0, bad()
+		}
+	}
+	if d < 0 || d > s.cfg.PollMaxTimeout {
+		return 0, bad()
+	}
+	return d, nil
+}
+
+// pollBodySize is a good first capacity for the answer's body.
+func pollBodySize(items []hub.Item, cur msg.Cursor) int {
+	n := 64 + 32*len(cur)
+	for _, it := range items {
+		switch {
+		case it.Pub != nil:
+			n += len(it.Pub.JSON) + 1
+		case it.Gap != nil:
+			n += 64 + len(it.Gap.Channel)
+		}
+	}
+	for ch, p := range cur {
+		n += len(ch) + len(p.Epoch)
+	}
+	return n
+}
+
+// appendPollBody appends the answer for items to b, advancing cur past
+// them. The messages are pre-encoded, so they are spliced in as they are.
+func appendPollBody(b []byte, items []hub.Item, cur msg.Cursor) []byte {
+	b = append(b, `{"messages":[`...)
+	first := true
+	for _, it := range items {
+		if it.Pub == nil {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, it.Pub.JSON...)
+	}
+	b = append(b, `],"gaps":[`...)
+	first = true
+	for _, it := range items {
+		if it.Gap == nil {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = it.Gap.AppendJSON(b)
+	}
+	for _, it := range items {
+		it.Advance(cur)
+	}
+	b = append(b, `],"cursor":"`...)
+	b = cur.AppendText(b)
+	return append(b, "\"}\n"...)
 }
