@@ -288,6 +288,9 @@ func invalidChannel(name string) error {
 // engineError keeps protocol errors and context errors as they are and
 // marks anything else from the engine as unavailable.
 func engineError(err error) error {
+	if err == nil {
+		return nil
+	}
 	var me *msg.Error
 	if errors.As(err, &me) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err

@@ -316,6 +316,13 @@ func (s *Session) enqueueLocked(it Item) {
 	}
 }
 
+// QueueLen returns how many items wait in the session's queue.
+func (s *Session) QueueLen() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queue)
+}
+
 // Ready returns a channel that receives when the session may have items to
 // take or has closed. Follow each receive with TryNext.
 func (s *Session) Ready() <-chan struct{} { return s.ready }
