@@ -35,12 +35,12 @@ func TestCurl(t *testing.T) {
 	byName := "http://origin.test:" + port + "/path"
 
 	cases := []struct {
-		name   string
-		proxy  string // scheme://[user:pass@]host:port, %s is the proxy address
+		name    string
+		proxy   string // scheme://[user:pass@]host:port, %s is the proxy address
 		connect bool
-		url    string
-		authed bool
-		wantOK bool
+		url     string
+		authed  bool
+		wantOK  bool
 	}{
 		{"http forward", "http://%s", false, byName, false, true},
 		{"http CONNECT", "http://%s", true, byName, false, true},

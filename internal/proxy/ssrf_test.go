@@ -24,13 +24,13 @@ var refusedAddrs = []string{
 	// IPv6
 	"::1", "::", // loopback, unspecified
 	"fc00::1", "fd12:3456::1", // unique local
-	"fe80::1",  // link-local
-	"ff02::1",  // multicast
-	"fec0::1",  // site-local
+	"fe80::1", // link-local
+	"ff02::1", // multicast
+	"fec0::1", // site-local
 	// IPv6 forms embedding refused IPv4 addresses
 	"::ffff:127.0.0.1", "::ffff:169.254.169.254", "::ffff:10.0.0.1", // IPv4-mapped
 	"::127.0.0.1", "::169.254.169.254", // IPv4-compatible
-	"::ffff:0:a00:1",                      // SIIT IPv4-translated 10.0.0.1
+	"::ffff:0:a00:1",                        // SIIT IPv4-translated 10.0.0.1
 	"64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", // NAT64 127.0.0.1, 169.254.169.254
 	"64:ff9b:1::a00:1",                    // local-use NAT64 10.0.0.1
 	"2002:7f00:1::1", "2002:a9fe:a9fe::1", // 6to4 127.0.0.1, 169.254.169.254
