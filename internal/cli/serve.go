@@ -68,14 +68,14 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 	}
 	logger := slog.New(slog.NewTextHandler(stdio.Err, &slog.HandlerOptions{Level: level}))
 
+	if !isLoopbackAddr(*listen) && *jwtSecret == "" && !*allowAnonymous {
+		return fmt.Errorf("refusing to serve %s without --jwt-secret: anyone who can reach it could publish and read; add --allow-anonymous if that is what you want", *listen)
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
-	if !isLoopback(ln.Addr()) && *jwtSecret == "" && !*allowAnonymous {
-		return fmt.Errorf("refusing to serve %s without --jwt-secret: anyone who can reach it could publish and read; add --allow-anonymous if that is what you want", ln.Addr())
-	}
 	if *jwtSecret != "" {
 		return errors.New("--jwt-secret: token auth is not built yet")
 	}
@@ -130,7 +130,17 @@ func orNone(n int) int {
 	return n
 }
 
-func isLoopback(a net.Addr) bool {
-	ta, ok := a.(*net.TCPAddr)
-	return ok && ta.IP.IsLoopback()
+// isLoopbackAddr reports whether a listen address host:port can only be
+// reached from this machine: a loopback IP or "localhost". An empty host
+// means every interface.
+func isLoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

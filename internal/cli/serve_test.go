@@ -1,0 +1,108 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startServe runs `duplex serve` in-process on 127.0.0.1:0 and returns its
+// URL and a stop func that cancels it (as SIGINT does) and returns its exit
+// code.
+func startServe(t *testing.T, extra ...string) (url string, stop func() int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	code := make(chan int, 1)
+	go func() {
+		code <- Main(ctx, append([]string{"serve", "--listen", "127.0.0.1:0"}, extra...), Stdio{In: strings.NewReader(""), Out: io.Discard, Err: pw})
+		pw.Close()
+	}()
+	addrRe := regexp.MustCompile(`listening on (http://127\.0\.0\.1:\d+)`)
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		if m := addrRe.FindStringSubmatch(sc.Text()); m != nil {
+			url = m[1]
+			break
+		}
+	}
+	if url == "" {
+		cancel()
+		t.Fatalf("serve did not say where it listens (exit %d)", <-code)
+	}
+	go io.Copy(io.Discard, pr) // keep draining the log
+	var exit *int
+	stop = func() int {
+		if exit == nil {
+			cancel()
+			select {
+			case c := <-code:
+				exit = &c
+			case <-time.After(30 * time.Second):
+				t.Fatal("serve did not exit after cancel")
+			}
+		}
+		return *exit
+	}
+	t.Cleanup(func() { stop() })
+	return url, stop
+}
+
+func TestServeAndShutdown(t *testing.T) {
+	url, stop := startServe(t, "--history-size", "3")
+	var out bytes.Buffer
+	if code := Main(context.Background(), []string{"pub", "--url", url, "chat"}, Stdio{In: strings.NewReader("1\n\n{\"a\": 2}\n3\n4\n"), Out: &out, Err: io.Discard}); code != 0 {
+		t.Fatalf("pub exit %d", code)
+	}
+	lines := strings.Fields(out.String())
+	if len(lines) != 4 || !regexp.MustCompile(`^chat:[a-z0-9]+:4$`).MatchString(lines[3]) {
+		t.Fatalf("pub printed %q", out.String())
+	}
+	resp, err := http.Get(url + "/v1/channels/chat/messages")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"oldest":2`) || !strings.Contains(string(body), `"data":{"a":2}`) {
+		t.Fatalf("history-size not applied: %s", body)
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("serve exit %d after SIGINT-like cancel, want 0", code)
+	}
+	if _, err := http.Get(url + "/healthz"); err == nil {
+		t.Fatal("hub still answering after shutdown")
+	}
+}
+
+func TestServeHelpAndBadFlags(t *testing.T) {
+	var errb bytes.Buffer
+	if code := Main(context.Background(), []string{"serve", "--help"}, Stdio{Err: &errb, Out: io.Discard}); code != 0 {
+		t.Fatalf("--help exit %d", code)
+	}
+	for _, flag := range []string{"-listen", "-history-size", "-history-ttl", "-max-message", "-max-channels", "-allowed-origins", "-engine", "-jwt-secret", "-allow-anonymous"} {
+		if !strings.Contains(errb.String(), flag) {
+			t.Errorf("serve --help does not list %s", flag)
+		}
+	}
+	if code := Main(context.Background(), []string{"serve", "--nope"}, Stdio{Err: io.Discard, Out: io.Discard}); code != 2 {
+		t.Fatalf("bad flag exit %d, want 2", code)
+	}
+	errb.Reset()
+	if code := Main(context.Background(), []string{"serve", "--listen", "0.0.0.0:0"}, Stdio{Err: &errb, Out: io.Discard}); code != 1 || !strings.Contains(errb.String(), "allow-anonymous") {
+		t.Fatalf("non-loopback without auth: exit %d %q", code, errb.String())
+	}
+	var out bytes.Buffer
+	if code := Main(context.Background(), []string{"version"}, Stdio{Out: &out, Err: io.Discard}); code != 0 || !strings.HasPrefix(out.String(), "duplex ") {
+		t.Fatalf("version: %d %q", code, out.String())
+	}
+	if code := Main(context.Background(), []string{"frobnicate"}, Stdio{Out: io.Discard, Err: io.Discard}); code != 2 {
+		t.Fatalf("unknown command exit %d", code)
+	}
+}
