@@ -77,6 +77,7 @@ func (s *Server) serveHTTP(c *conn, first byte) {
 			var he *httpError
 			if errors.As(err, &he) {
 				writeHTTPError(c.nc, he.status, he.msg, nil)
+				lingerClose(c.nc)
 			}
 			if n == 0 || he != nil {
 				s.logHandshakeFailure(c, "http", err)
@@ -101,6 +102,17 @@ func (s *Server) serveHTTP(c *conn, first byte) {
 			return
 		}
 	}
+}
+
+// lingerClose half-closes nc after an error answer and reads what the
+// client still sends for a moment, so closing with unread bytes does not
+// reset the connection before the client has read the answer.
+func lingerClose(nc net.Conn) {
+	if cw, ok := nc.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	nc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	io.CopyN(io.Discard, nc, 256<<10)
 }
 
 // authorizeHTTP checks Proxy-Authorization when credentials are on.
