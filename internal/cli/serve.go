@@ -76,9 +76,6 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 		return err
 	}
 	defer ln.Close()
-	if *jwtSecret != "" {
-		return errors.New("--jwt-secret: token auth is not built yet")
-	}
 
 	var engine hub.Engine
 	switch {
@@ -99,6 +96,7 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 		IdleTimeout: *idleTimeout, AllowedOrigins: origins, WriteTimeout: *writeTimeout,
 		Heartbeat: *heartbeat, PingInterval: *pingInterval, PollTimeout: *pollTimeout,
 		PollMaxTimeout: *pollMax, PublishRate: *publishRate, Web: web.Handler(),
+		JWTSecret: []byte(*jwtSecret),
 	})
 	if err != nil {
 		return err

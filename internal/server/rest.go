@@ -23,6 +23,10 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		writeError(w, invalidChannel(channel))
 		return
 	}
+	if err := s.authorize(r.Context(), ActionPublish, channel); err != nil {
+		writeError(w, err)
+		return
+	}
 	if r.ContentLength > s.cfg.MaxBody {
 		// Refuse before reading a byte, and don't let net/http drain it.
 		w.Header().Set("Connection", "close")
@@ -51,6 +55,10 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 	channel := r.PathValue("channel")
 	if !msg.ValidChannel(channel) {
 		writeError(w, invalidChannel(channel))
+		return
+	}
+	if err := s.authorize(r.Context(), ActionSubscribe, channel); err != nil {
+		writeError(w, err)
 		return
 	}
 	q := r.URL.Query()
@@ -152,6 +160,10 @@ func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
 	channel := r.PathValue("channel")
 	if !msg.ValidChannel(channel) {
 		writeError(w, invalidChannel(channel))
+		return
+	}
+	if err := s.authorize(r.Context(), ActionSubscribe, channel); err != nil {
+		writeError(w, err)
 		return
 	}
 	info, err := s.hub.Info(r.Context(), channel)

@@ -60,6 +60,10 @@ type Config struct {
 	// SSERetry is the reconnect delay SSE clients are told. Zero means 1s.
 	SSERetry time.Duration
 
+	// JWTSecret, when set, makes every /v1/ endpoint but /v1/echo require
+	// an HS256 token signed with it (see Claims). Empty means open.
+	JWTSecret []byte
+
 	// Web serves / and /duplex.js. Nil serves 404 there.
 	Web http.Handler
 }
@@ -186,6 +190,9 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.cors(w, r) {
+		return
+	}
+	if r = s.authenticate(w, r); r == nil {
 		return
 	}
 	s.mux.ServeHTTP(w, r)

@@ -58,6 +58,11 @@ func (s *Server) parseSubRequest(r *http.Request, cursorText string) (subRequest
 // hub.Item.Advance as items are written. The caller owns the session and
 // must Release it.
 func (s *Server) openSession(ctx context.Context, req subRequest) (*hub.Session, msg.Cursor, error) {
+	for _, ch := range req.Channels {
+		if err := s.authorize(ctx, ActionSubscribe, ch); err != nil {
+			return nil, nil, err
+		}
+	}
 	sess, err := s.hub.NewSession()
 	if err != nil {
 		return nil, nil, err
