@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/duplexhq/duplex/internal/hubtest"
+	"github.com/duplexhq/duplex/internal/server"
 	"github.com/duplexhq/duplex/msg"
 )
 
@@ -262,5 +263,35 @@ func TestCORS(t *testing.T) {
 	resp, _ = do(t, "GET", h.URL+"/v1/channels/c", "", "Origin", "https://evil.example")
 	if resp.Header.Get("Access-Control-Allow-Origin") != "" {
 		t.Fatalf("foreign origin got CORS headers")
+	}
+}
+
+// TestSlowHeadersCut: a client that sends half a request line and then
+// nothing is disconnected by the header timeout; the hub keeps serving.
+func TestSlowHeadersCut(t *testing.T) {
+	h := hubtest.Start(t, &hubtest.Options{Server: server.Config{ReadHeaderTimeout: 200 * time.Millisecond}})
+	var conns []net.Conn
+	for range 50 {
+		c, err := net.Dial("tcp", h.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte("GET /v1/channels/c HTTP/1.1\r\nHost: x\r\nX-Slow: ")); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		// The hub must close it: reads end with EOF or a reset, not our
+		// own (generous) deadline.
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		b, err := io.ReadAll(c)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatalf("a silent client was not disconnected (read %q)", b)
+		}
+	}
+	if resp, body := do(t, "GET", h.URL+"/healthz", ""); resp.StatusCode != 200 {
+		t.Fatalf("after slow clients: %d %s", resp.StatusCode, body)
 	}
 }
