@@ -61,6 +61,13 @@ type Session struct {
 	closed     bool
 	closeErr   *msg.CloseError
 	released   bool
+	// replaying is set while Subscribe queues a replay. Replay items do
+	// not count against the queue bounds (history bounds them): they
+	// raise the bounds by slackN and slackBytes until the owner takes the
+	// queue, so a reader that resumes after being cut as slow is not cut
+	// again by its own replay.
+	replaying          bool
+	slackN, slackBytes int
 
 	ready chan struct{} // capacity 1: something was queued, or the session closed
 	done  chan struct{} // closed by Close
@@ -216,9 +223,11 @@ func (s *Session) start(ctx context.Context, channel string, st *subState, opts 
 	default:
 		st.last = from.Offset
 	}
+	s.replaying = true
 	for _, p := range replay {
 		s.pushLocked(st, p)
 	}
+	s.replaying = false
 	pending := st.pending
 	st.pending = nil
 	st.recovering = false
@@ -303,7 +312,10 @@ func (s *Session) enqueueLocked(it Item) {
 		return
 	}
 	n := it.size()
-	if len(s.queue) >= s.h.cfg.QueueMessages || s.queueBytes+n > s.h.cfg.QueueBytes {
+	if s.replaying {
+		s.slackN++
+		s.slackBytes += n
+	} else if len(s.queue) >= s.h.cfg.QueueMessages+s.slackN || s.queueBytes+n > s.h.cfg.QueueBytes+s.slackBytes {
 		s.h.slowCuts.Add(1)
 		s.closeLocked(msg.CloseSlow, fmt.Sprintf("outbound queue full (%d messages, %d bytes)", len(s.queue), s.queueBytes))
 		return
@@ -346,6 +358,7 @@ func (s *Session) TryNext() ([]Item, error) {
 	clear(s.spare)
 	s.queue, s.spare = s.spare[:0], items
 	s.queueBytes = 0
+	s.slackN, s.slackBytes = 0, 0
 	return items, nil
 }
 

@@ -57,6 +57,11 @@ type Config struct {
 	// PublishRate bounds publishes per second on one WebSocket connection.
 	// Zero means 1000; negative, no bound.
 	PublishRate float64
+	// MaxWebSockets bounds the WebSocket connections (/v1/ws and /v1/echo)
+	// open at once; further upgrades get 503 unavailable. Zero means 90% of
+	// MaxConnections, so WebSockets never take every connection slot from
+	// request/response traffic; negative, no bound.
+	MaxWebSockets int
 	// SSERetry is the reconnect delay SSE clients are told. Zero means 1s.
 	SSERetry time.Duration
 
@@ -124,6 +129,7 @@ type Server struct {
 	// streams counts streaming handlers (ws, sse, stream, poll) running,
 	// so Shutdown can wait for them after the hub closed their sessions.
 	streams sync.WaitGroup
+	ws      wsState // WebSocket connection count; see ws.go
 }
 
 // New returns a Server for cfg.

@@ -1,17 +1,525 @@
 package server
 
 import (
+	"context"
+	"errors"
+	"io"
+	"net"
 	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
 
+	"github.com/coder/websocket"
+	"github.com/duplexhq/duplex/internal/hub"
 	"github.com/duplexhq/duplex/msg"
 )
 
-// handleWS serves GET /v1/ws. (Stub: the WebSocket transport is issue 3.)
-func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
-	writeError(w, msg.Errorf(msg.CodeNotFound, "WebSocket transport not built yet"))
+// The WebSocket transport (DESIGN §4).
+//
+// Each connection has two goroutines: the handler's, which reads frames and
+// serves commands, and one writer, which drains the connection's hub session
+// and is the only one to write data frames. Replies travel through the
+// session too (Session.Send, or the Ack hook of Subscribe), so they keep
+// their order with the messages. Whatever ends a connection — a protocol
+// error seen by the reader, the hub closing the session (slow consumer,
+// shutdown), a write failure — closes the session with a close code; the
+// writer turns that into the close frame and returns, and the handler
+// waits for it before releasing the session.
+//
+// /v1/echo with Upgrade runs the same machinery with no channels: the
+// reader queues each message back through the session, so echo has the
+// same limits, the same UTF-8 rule and the same shutdown as /v1/ws.
+
+// wsSubprotocol is negotiated when the client offers it.
+const wsSubprotocol = "duplex.v1"
+
+// wsFrameSlack is the room a frame may take beyond --max-message: the
+// command around a publish's data.
+const wsFrameSlack = 4096
+
+// wsHistoryBytes bounds one history reply; a page stops early (and says so
+// with next) rather than exceed it. At least one message is always sent.
+const wsHistoryBytes = 1 << 20
+
+// wsState counts a server's WebSocket connections.
+type wsState struct {
+	conns atomic.Int64
 }
 
-// handleEchoWS serves GET /v1/echo with Upgrade: websocket. (Stub.)
+func (s *Server) maxWebSockets() int {
+	switch n := s.cfg.MaxWebSockets; {
+	case n > 0:
+		return n
+	case n < 0:
+		return 0
+	}
+	if s.cfg.MaxConnections > 0 {
+		return s.cfg.MaxConnections * 9 / 10
+	}
+	return 0
+}
+
+// handleWS serves GET /v1/ws.
+func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
+	s.serveWS(w, r, false)
+}
+
+// handleEchoWS serves GET /v1/echo with Upgrade: websocket.
 func (s *Server) handleEchoWS(w http.ResponseWriter, r *http.Request) {
-	writeError(w, msg.Errorf(msg.CodeNotFound, "WebSocket echo not built yet"))
+	s.serveWS(w, r, true)
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, echo bool) {
+	if !isWebSocketUpgrade(r) {
+		w.Header().Set("Upgrade", "websocket")
+		writeError(w, msg.Errorf(msg.CodeBadRequest, "%s needs a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)", r.URL.Path))
+		return
+	}
+	if origin := r.Header.Get("Origin"); !s.originAllowed(r, origin) {
+		writeError(w, msg.Errorf(msg.CodeForbidden, "origin %q may not open WebSockets here (see --allowed-origins)", truncate(origin)))
+		return
+	}
+	end, ok := s.beginStream()
+	if !ok {
+		writeError(w, msg.Errorf(msg.CodeUnavailable, "shutting down"))
+		return
+	}
+	defer end()
+	n := s.ws.conns.Add(1)
+	defer s.ws.conns.Add(-1)
+	if max := s.maxWebSockets(); max > 0 && n > int64(max) {
+		w.Header().Set("Retry-After", "5")
+		writeError(w, msg.Errorf(msg.CodeUnavailable, "too many WebSocket connections (at most %d)", max))
+		return
+	}
+	sess, err := s.hub.NewSession()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer sess.Release()
+
+	// The connection's context: the request's values (the token's claims)
+	// without its cancellation, which ends with the hijack.
+	wc := &wsConn{s: s, sess: sess, echo: echo, ctx: context.WithoutCancel(r.Context())}
+	hj := &wsHijacker{ResponseWriter: w}
+	c, err := websocket.Accept(hj, r, &websocket.AcceptOptions{
+		Subprotocols:       []string{wsSubprotocol},
+		InsecureSkipVerify: true, // originAllowed decided above
+		OnPongReceived:     func(context.Context, []byte) { wc.alive.Store(true) },
+	})
+	if err != nil {
+		s.log.Debug("websocket accept failed", "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
+		return // Accept answered the request
+	}
+	wc.c, wc.nc = c, hj.nc
+	wc.limit = int64(s.hub.Config().MaxMessage + wsFrameSlack)
+	c.SetReadLimit(wc.limit)
+	if rate := s.cfg.PublishRate; rate > 0 {
+		wc.bucket = tokenBucket{rate: rate, burst: max(rate, 1), tokens: max(rate, 1), last: time.Now()}
+	}
+	wc.run()
+}
+
+// wsConn is one WebSocket connection.
+type wsConn struct {
+	s     *Server
+	ctx   context.Context // connection-lifetime: carries the token's claims
+	sess  *hub.Session
+	c     *websocket.Conn
+	nc    *wsNetConn
+	echo  bool
+	limit int64
+
+	// alive is set whenever the peer shows it is there (a frame, a pong)
+	// and cleared by each ping tick: two ticks without it end the peer.
+	alive atomic.Bool
+	// dropped is set when the TCP connection is gone, so no close frame
+	// is attempted.
+	dropped atomic.Bool
+
+	bucket tokenBucket // the reader's alone
+}
+
+func (wc *wsConn) run() {
+	var wg sync.WaitGroup
+	wg.Go(wc.writeLoop)
+	code, reason := wc.readLoop()
+	wc.sess.Close(code, reason)
+	wg.Wait()
+}
+
+// readLoop reads and serves frames until the connection ends, and returns
+// the close code it should end with.
+func (wc *wsConn) readLoop() (msg.CloseCode, string) {
+	ctx := context.Background() // the conn's life bounds reads, not a ctx
+	buf := wsBufPool.Get().(*[]byte)
+	defer func() {
+		if cap(*buf) <= 2*wsMaxCork {
+			*buf = (*buf)[:0]
+			wsBufPool.Put(buf)
+		}
+	}()
+	for {
+		typ, rd, err := wc.c.Reader(ctx)
+		if err != nil {
+			return wc.readError(err)
+		}
+		wc.alive.Store(true)
+		if typ == websocket.MessageBinary && !wc.echo {
+			return msg.CloseUnsupported, "binary frames are not part of the protocol: send JSON text"
+		}
+		b, code, reason := wc.readMessage(rd, typ == websocket.MessageText, (*buf)[:0])
+		*buf = b[:0]
+		if code != 0 {
+			return code, reason
+		}
+		if wc.echo {
+			out := make([]byte, 1+len(b))
+			out[0] = byte(typ)
+			copy(out[1:], b)
+			if wc.sess.Send(out) != nil {
+				return msg.CloseNormal, "" // closed already; its code stands
+			}
+			continue
+		}
+		if code, reason := wc.serve(b); code != 0 {
+			return code, reason
+		}
+	}
+}
+
+// readMessage reads one message into buf, checking text as it arrives so
+// invalid UTF-8 is refused at the frame that brings it.
+func (wc *wsConn) readMessage(rd io.Reader, text bool, buf []byte) ([]byte, msg.CloseCode, string) {
+	checked := 0
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := rd.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if text && n > 0 {
+			k, ok := validUTF8Prefix(buf[checked:])
+			if !ok {
+				return buf, msg.CloseInvalidPayload, "text frame is not valid UTF-8"
+			}
+			checked += k
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			code, reason := wc.readError(err)
+			return buf, code, reason
+		}
+	}
+	if text && checked != len(buf) {
+		return buf, msg.CloseInvalidPayload, "text message ends inside a UTF-8 sequence"
+	}
+	return buf, 0, ""
+}
+
+// validUTF8Prefix checks b, allowing it to end inside a sequence that later
+// bytes may complete, and returns how many bytes it validated.
+func validUTF8Prefix(b []byte) (int, bool) {
+	end := len(b)
+	for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax+1; i-- {
+		if utf8.RuneStart(b[i]) {
+			if !utf8.FullRune(b[i:]) {
+				end = i
+			}
+			break
+		}
+	}
+	if !utf8.Valid(b[:end]) {
+		return 0, false
+	}
+	return end, true
+}
+
+// readError maps a read failure to how the connection ends.
+func (wc *wsConn) readError(err error) (msg.CloseCode, string) {
+	switch {
+	case websocket.CloseStatus(err) != -1:
+		// The peer closed; the library answered.
+		return msg.CloseNormal, ""
+	case errors.Is(err, websocket.ErrMessageTooBig):
+		return msg.CloseTooBig, "frame larger than " + strconv.FormatInt(wc.limit, 10) + " bytes"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), isNetError(err):
+		wc.dropped.Store(true)
+		return msg.CloseNormal, ""
+	}
+	// A protocol violation (the library has sent 1002 for most; for an
+	// unmasked frame it has not).
+	return msg.CloseProtocol, "protocol error"
+}
+
+func isNetError(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne)
+}
+
+// serve runs one command. It returns a close code only when the
+// connection must end.
+func (wc *wsConn) serve(b []byte) (msg.CloseCode, string) {
+	cmd, err := parseWSCommand(b)
+	if errors.Is(err, errNotObject) {
+		return msg.CloseUnsupported, "text frame is not a JSON object"
+	}
+	var reply []byte
+	if err == nil {
+		reply, err = wc.run1(wc.ctx, cmd)
+	}
+	if err != nil {
+		reply = wsError(cmd.ID, err)
+	}
+	if reply != nil && wc.sess.Send(reply) != nil {
+		// The session closed (its first code stands): stop reading.
+		return msg.CloseNormal, ""
+	}
+	return 0, ""
+}
+
+// run1 serves a decoded command and returns its reply (nil when the reply
+// was queued already) or an error for the error reply.
+func (wc *wsConn) run1(ctx context.Context, cmd wsCommand) ([]byte, error) {
+	h := wc.s.hub
+	switch cmd.Type {
+	case wsPing:
+		return wsPong(cmd.ID), nil
+	case wsSubscribe:
+		if err := wc.s.authorize(ctx, ActionSubscribe, cmd.Channel); err != nil && msg.ValidChannel(cmd.Channel) {
+			return nil, err
+		}
+		opts := hub.SubscribeOptions{Ack: func(r hub.SubscribeResult) []byte {
+			return wsPosition(cmd.ID, r.Channel, r.Epoch, r.Offset, 0, false)
+		}}
+		if cmd.Offset != nil {
+			pos := msg.Position{Offset: *cmd.Offset}
+			if cmd.Epoch != nil {
+				pos.Epoch = *cmd.Epoch
+			}
+			opts.From = &pos
+		}
+		_, err := wc.sess.Subscribe(ctx, cmd.Channel, opts)
+		return nil, err
+	case wsUnsubscribe:
+		if !msg.ValidChannel(cmd.Channel) {
+			return nil, invalidChannel(cmd.Channel)
+		}
+		if err := wc.sess.Unsubscribe(ctx, cmd.Channel); err != nil {
+			return nil, err
+		}
+		return wsOK(cmd.ID), nil
+	case wsPublish:
+		if !msg.ValidChannel(cmd.Channel) {
+			return nil, invalidChannel(cmd.Channel)
+		}
+		if err := wc.s.authorize(ctx, ActionPublish, cmd.Channel); err != nil {
+			return nil, err
+		}
+		if !wc.bucket.allow(time.Now()) {
+			return nil, msg.Errorf(msg.CodeRateLimited, "more than %g publishes per second on this connection", wc.bucket.rate)
+		}
+		p, err := h.Publish(ctx, cmd.Channel, cmd.Data)
+		if err != nil {
+			return nil, err
+		}
+		return wsPosition(cmd.ID, p.Channel, p.Epoch, p.Offset, p.Time, true), nil
+	case wsHistory:
+		return wc.history(ctx, cmd)
+	}
+	return nil, msg.Errorf(msg.CodeBadRequest, "unknown type %q", truncate(cmd.Type))
+}
+
+func (wc *wsConn) history(ctx context.Context, cmd wsCommand) ([]byte, error) {
+	var after uint64
+	if cmd.After != nil {
+		after = *cmd.After
+	}
+	limit := defaultHistoryLimit
+	if cmd.Limit != nil {
+		limit = *cmd.Limit
+	}
+	if !msg.ValidChannel(cmd.Channel) {
+		return nil, invalidChannel(cmd.Channel)
+	}
+	if err := wc.s.authorize(ctx, ActionSubscribe, cmd.Channel); err != nil {
+		return nil, err
+	}
+	st, pubs, err := wc.s.hub.History(ctx, cmd.Channel, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	b := wsReplyStart(make([]byte, 0, 256), cmd.ID, "ok")
+	b = append(b, `,"channel":"`...)
+	b = append(b, cmd.Channel...)
+	b = append(b, `","epoch":"`...)
+	b = append(b, st.Epoch...)
+	b = append(b, `","messages":[`...)
+	next := after
+	for i, p := range pubs {
+		if i > 0 && len(b)+len(p.JSON) > wsHistoryBytes {
+			break
+		}
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, p.JSON...)
+		next = p.Offset
+	}
+	b = append(b, `],"next":`...)
+	b = strconv.AppendUint(b, next, 10)
+	b = append(b, `,"oldest":`...)
+	b = strconv.AppendUint(b, st.Oldest, 10)
+	b = append(b, `,"latest":`...)
+	b = strconv.AppendUint(b, st.Latest, 10)
+	return append(b, '}'), nil
+}
+
+// writeLoop drains the session to the connection, pings the peer, and
+// closes the connection with the session's close code when it ends.
+func (wc *wsConn) writeLoop() {
+	cfg := wc.s.cfg
+	tick := time.NewTicker(cfg.PingInterval)
+	defer tick.Stop()
+	wc.alive.Store(true)
+	silent := 0
+	pingDone := make(chan error, 1)
+	pinging := false
+	defer func() {
+		if pinging {
+			<-pingDone // the close above ended it
+		}
+	}()
+	for {
+		select {
+		case <-wc.sess.Ready():
+		case <-tick.C:
+			if wc.alive.Swap(false) {
+				silent = 0
+			} else if silent++; silent >= 2 {
+				// Silent for two intervals: not listening, so no close
+				// frame; the client sees the connection drop.
+				wc.sess.Close(msg.CloseGoingAway, "peer silent for two ping intervals")
+				wc.dropped.Store(true)
+				wc.c.CloseNow()
+				return
+			}
+			if !pinging {
+				pinging = true
+				go func() {
+					ctx, cancel := context.WithTimeout(context.Background(), 2*cfg.PingInterval)
+					defer cancel()
+					pingDone <- wc.c.Ping(ctx)
+				}()
+			}
+			continue
+		case <-pingDone:
+			pinging = false
+			continue
+		}
+		items, err := wc.sess.TryNext()
+		if err != nil {
+			wc.close(err)
+			return
+		}
+		if len(items) == 0 {
+			continue
+		}
+		if err := wc.write(items); err != nil {
+			wc.s.log.Debug("websocket write failed", "err", err)
+			wc.sess.Close(msg.CloseNormal, "write failed")
+			wc.dropped.Store(true)
+			wc.c.CloseNow()
+			return
+		}
+	}
+}
+
+// write sends items as one corked batch (flushed every wsMaxCork bytes),
+// each write within the write timeout.
+func (wc *wsConn) write(items []hub.Item) error {
+	timeout := wc.s.cfg.WriteTimeout
+	ctx := context.Background() // the cork takes the frames; flush has the deadline
+	wc.nc.cork()
+	var scratch []byte
+	for _, it := range items {
+		var b []byte
+		typ := websocket.MessageText
+		switch {
+		case it.Pub != nil:
+			b = it.Pub.JSON
+		case it.Gap != nil:
+			scratch = it.Gap.AppendJSON(scratch[:0])
+			b = scratch
+		case wc.echo:
+			typ, b = websocket.MessageType(it.Raw[0]), it.Raw[1:]
+		default:
+			b = it.Raw
+		}
+		if err := wc.c.Write(ctx, typ, b); err != nil {
+			wc.nc.flush(timeout, true)
+			return err
+		}
+		if wc.nc.buffered() >= wsMaxCork {
+			if err := wc.nc.flush(timeout, false); err != nil {
+				wc.nc.flush(timeout, true)
+				return err
+			}
+		}
+	}
+	return wc.nc.flush(timeout, true)
+}
+
+// close ends the connection for the session's close error.
+func (wc *wsConn) close(err error) {
+	code := msg.CloseCodeOf(err)
+	if wc.dropped.Load() || code == 0 {
+		wc.c.CloseNow()
+		return
+	}
+	var reason string
+	var ce *msg.CloseError
+	if errors.As(err, &ce) {
+		reason = ce.Reason
+	}
+	wc.c.Close(websocket.StatusCode(code), closeReason(reason))
+}
+
+// closeReason fits reason into a close frame (123 bytes), on a rune
+// boundary.
+func closeReason(reason string) string {
+	const max = 123
+	if len(reason) <= max {
+		return reason
+	}
+	i := max
+	for i > 0 && !utf8.RuneStart(reason[i]) {
+		i--
+	}
+	return reason[:i]
+}
+
+// tokenBucket limits a rate with bursts; the zero value allows everything.
+type tokenBucket struct {
+	rate, burst, tokens float64
+	last                time.Time
+}
+
+func (b *tokenBucket) allow(now time.Time) bool {
+	if b.rate <= 0 {
+		return true
+	}
+	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
 }

@@ -1,0 +1,87 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/duplexhq/duplex/msg"
+)
+
+// FuzzWSCommand: any valid-UTF-8 text frame either ends the connection
+// (not a JSON object) or yields a command whose replies are valid JSON
+// objects echoing a valid id.
+func FuzzWSCommand(f *testing.F) {
+	for _, s := range []string{
+		`{"id":1,"type":"subscribe","channel":"chat","epoch":"k3v9x2","offset":42}`,
+		`{"id":2,"type":"unsubscribe","channel":"chat"}`,
+		`{"id":3,"type":"publish","channel":"chat","data":{"text":"hi"}}`,
+		`{"id":4,"type":"history","channel":"chat","after":0,"limit":100}`,
+		`{"id":"five","type":"ping"}`,
+		`{"type":"ping"}`, `{"id":null}`, `{"id":[1],"type":"ping"}`, `{"id":1,"type":7}`,
+		`{"id":1,"type":"subscribe","channel":"a","offset":-1}`, `[]`, `"x"`, ` {} `, `{`,
+		`{"id":"\u2028","type":"ping"}`, `{"id":1e400,"type":"ping"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if !utf8.Valid(b) {
+			return // the reader closes with 1007 before decoding
+		}
+		cmd, err := parseWSCommand(b)
+		if errors.Is(err, errNotObject) {
+			return
+		}
+		if len(cmd.ID) > 0 && !validWSID(cmd.ID) {
+			t.Fatalf("invalid id %q kept", cmd.ID)
+		}
+		var replies [][]byte
+		if err != nil {
+			var me *msg.Error
+			if !errors.As(err, &me) {
+				t.Fatalf("error %v is not a *msg.Error", err)
+			}
+			replies = append(replies, wsError(cmd.ID, err))
+		} else {
+			if !validWSID(cmd.ID) {
+				t.Fatalf("accepted a command without a valid id: %q", b)
+			}
+			replies = append(replies, wsPong(cmd.ID), wsOK(cmd.ID), wsError(cmd.ID, msg.Errorf(msg.CodeBadRequest, "x %q", b)))
+			if msg.ValidChannel(cmd.Channel) {
+				replies = append(replies, wsPosition(cmd.ID, cmd.Channel, "e", 1, 2, true))
+			}
+		}
+		for _, r := range replies {
+			var v map[string]json.RawMessage
+			if err := json.Unmarshal(r, &v); err != nil {
+				t.Fatalf("reply %q to %q is not a JSON object: %v", r, b, err)
+			}
+			if len(cmd.ID) > 0 && string(v["id"]) != string(cmd.ID) {
+				t.Fatalf("reply %q does not echo id %q", r, cmd.ID)
+			}
+		}
+	})
+}
+
+func TestValidUTF8Prefix(t *testing.T) {
+	for _, tc := range []struct {
+		in string
+		n  int
+		ok bool
+	}{
+		{"abc", 3, true},
+		{"a\xe2\x82", 1, true},     // incomplete € waits for more
+		{"a\xe2\x82\xac", 4, true}, // complete
+		{"a\xff", 0, false},
+		{"\xed\xa0", 0, false}, // a surrogate can never complete
+		{"\xf4\x90", 0, false}, // above U+10FFFF
+		{"\x80", 0, false},
+		{"", 0, true},
+	} {
+		n, ok := validUTF8Prefix([]byte(tc.in))
+		if n != tc.n || ok != tc.ok {
+			t.Errorf("validUTF8Prefix(%q) = %d, %v; want %d, %v", tc.in, n, ok, tc.n, tc.ok)
+		}
+	}
+}
