@@ -119,8 +119,10 @@ type DialOptions struct {
 	MaxFrame int
 
 	// OnConnect, if set, is called each time a subscription's transport
-	// opens. OnDisconnect, if set, is called each time one ends, with
-	// why. They run on the subscription's goroutine and must not block.
+	// opens. OnDisconnect, if set, is called each time a connection
+	// attempt fails or an open connection ends, with why (not when the
+	// subscription is closed). They run on the subscription's goroutine
+	// and must not block.
 	OnConnect    func(t Transport)
 	OnDisconnect func(t Transport, err error)
 

@@ -248,7 +248,7 @@ func (s *Subscription) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if a.opened && s.c.opts.OnDisconnect != nil {
+		if s.c.opts.OnDisconnect != nil {
 			s.c.opts.OnDisconnect(t, err)
 		}
 		healthy := a.opened && (a.delivered || time.Since(a.openedAt) >= s.c.opts.StableAfter)

@@ -6,18 +6,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
-	"strings"
-	"time"
 
 	"github.com/duplexhq/duplex/msg"
 )
 
 func runPub(ctx context.Context, stdio Stdio, args []string) error {
-	fs := newFlagSet(stdio, "pub", "[flags] CHANNEL [JSON]\n\nPublishes JSON, or each line of standard input, and prints each assigned offset.")
-	hubURL := fs.String("url", envOr("DUPLEX_URL", "http://127.0.0.1:8080"), "hub URL (env DUPLEX_URL)")
+	fs := newFlagSet(stdio, "pub", "[flags] CHANNEL [JSON]\n\n"+
+		"Publishes JSON, or each line of standard input (blank lines skipped), and prints\n"+
+		"each assigned position as channel:epoch:offset. With --transport ws (and with\n"+
+		"auto while WebSocket works) all of it goes over one WebSocket; otherwise each\n"+
+		"message is a POST /v1/channels/CHANNEL/messages.")
+	cf := addConnFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -29,50 +28,40 @@ func runPub(ctx context.Context, stdio Stdio, args []string) error {
 	if !msg.ValidChannel(channel) {
 		return fmt.Errorf("invalid channel name %q", channel)
 	}
-	endpoint := strings.TrimRight(*hubURL, "/") + "/v1/channels/" + url.PathEscape(channel) + "/messages"
-	hc := &http.Client{Timeout: 30 * time.Second}
+	c, err := cf.dial(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
 	publish := func(data []byte) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(data))
+		if !json.Valid(data) {
+			return fmt.Errorf("not valid JSON: %.80q", data)
+		}
+		p, err := c.Publish(ctx, channel, data)
 		if err != nil {
 			return err
 		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := hc.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		if err != nil {
-			return err
-		}
-		if resp.StatusCode != http.StatusCreated {
-			var eb msg.ErrorBody
-			if json.Unmarshal(body, &eb) == nil && eb.Error != nil {
-				return eb.Error
-			}
-			return fmt.Errorf("hub answered %s", resp.Status)
-		}
-		var p msg.Published
-		if err := json.Unmarshal(body, &p); err != nil {
-			return fmt.Errorf("decode reply: %w", err)
-		}
-		fmt.Fprintf(stdio.Out, "%s:%s:%d\n", p.Channel, p.Epoch, p.Offset)
-		return nil
+		_, err = fmt.Fprintf(stdio.Out, "%s:%s:%d\n", p.Channel, p.Epoch, p.Offset)
+		return err
 	}
 	if fs.NArg() == 2 {
 		return publish([]byte(fs.Arg(1)))
 	}
 	sc := bufio.NewScanner(stdio.In)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	lineNo := 0
 	for sc.Scan() {
+		lineNo++
 		line := bytes.TrimSpace(sc.Bytes())
 		if len(line) == 0 {
 			continue
 		}
 		if err := publish(line); err != nil {
-			return err
+			return fmt.Errorf("line %d: %w", lineNo, err)
 		}
 	}
-	return sc.Err()
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read standard input: %w", err)
+	}
+	return nil
 }

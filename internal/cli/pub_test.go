@@ -1,0 +1,144 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/duplexhq/duplex/internal/hubtest"
+)
+
+// runMain runs cli.Main in-process with stdin and returns the exit code,
+// standard output and standard error.
+func runMain(t *testing.T, ctx context.Context, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Main(ctx, args, Stdio{In: strings.NewReader(stdin), Out: &out, Err: &errb})
+	return code, out.String(), errb.String()
+}
+
+// upgradeCounter fronts a hub and counts WebSocket upgrade requests.
+type upgradeCounter struct {
+	next     http.Handler
+	upgrades atomic.Int64
+	requests atomic.Int64
+}
+
+func (u *upgradeCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	u.requests.Add(1)
+	if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		u.upgrades.Add(1)
+	}
+	u.next.ServeHTTP(w, r)
+}
+
+// startFront serves h on a new 127.0.0.1:0 listener until the test ends.
+func startFront(t *testing.T, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	done := make(chan struct{})
+	go func() { srv.Serve(ln); close(done) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		srv.Close()
+		<-done
+	})
+	return "http://" + ln.Addr().String()
+}
+
+var positionLine = regexp.MustCompile(`^([A-Za-z0-9_.:@-]+):([a-z0-9]{1,16}):([0-9]+)$`)
+
+// TestPubTransports: duplex pub over every transport publishes an argument
+// and a stream of stdin lines and prints each position; --transport ws
+// uses one WebSocket for all of them.
+func TestPubTransports(t *testing.T) {
+	h := hubtest.Start(t, nil)
+	for _, tr := range []string{"ws", "sse", "stream", "poll", "auto"} {
+		t.Run(tr, func(t *testing.T) {
+			front := &upgradeCounter{next: h.Server.Handler()}
+			url := startFront(t, front)
+			ch := "pub-" + tr
+			ctx := context.Background()
+			code, out, errOut := runMain(t, ctx, "", "pub", "--url", url, "--transport", tr, "--proxy", "direct", ch, `{"first":true}`)
+			if code != 0 {
+				t.Fatalf("exit %d, stderr %q", code, errOut)
+			}
+			if m := positionLine.FindStringSubmatch(strings.TrimSpace(out)); m == nil || m[1] != ch || m[3] != "1" {
+				t.Fatalf("output %q", out)
+			}
+			before := front.upgrades.Load()
+			code, out, errOut = runMain(t, ctx, "{\"n\":2}\n\n  {\"n\":3}  \n[4]\n\"five\"\n", "pub", "--url", url, "--transport", tr, "--proxy", "direct", ch)
+			if code != 0 {
+				t.Fatalf("exit %d, stderr %q", code, errOut)
+			}
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			if len(lines) != 4 {
+				t.Fatalf("%d lines: %q", len(lines), out)
+			}
+			for i, l := range lines {
+				m := positionLine.FindStringSubmatch(l)
+				if m == nil || m[1] != ch || m[3] != string(rune('2'+i)) {
+					t.Fatalf("line %d: %q", i, l)
+				}
+			}
+			ups := front.upgrades.Load() - before
+			switch tr {
+			case "ws", "auto":
+				if ups != 1 {
+					t.Errorf("%d WebSocket upgrades for one pub run, want 1", ups)
+				}
+			default:
+				if ups != 0 {
+					t.Errorf("%d WebSocket upgrades with --transport %s", ups, tr)
+				}
+			}
+			info, err := h.Hub.Info(ctx, ch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.Latest != 5 {
+				t.Fatalf("hub has latest %d, want 5", info.Latest)
+			}
+		})
+	}
+}
+
+// TestPubErrors: bad input gets a clear error and a non-zero exit.
+func TestPubErrors(t *testing.T) {
+	h := hubtest.Start(t, nil)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, stdin string
+		args        []string
+		code        int
+		want        string
+	}{
+		{"bad channel", "", []string{"pub", "--url", h.URL, "bad channel!", "1"}, 1, "invalid channel"},
+		{"bad json arg", "", []string{"pub", "--url", h.URL, "--transport", "sse", "c", "{nope"}, 1, "not valid JSON"},
+		{"bad json line", "1\n{nope\n", []string{"pub", "--url", h.URL, "--transport", "ws", "c"}, 1, "line 2"},
+		{"bad transport", "", []string{"pub", "--url", h.URL, "--transport", "carrier-pigeon", "c", "1"}, 1, "unknown transport"},
+		{"bad proxy", "", []string{"pub", "--url", h.URL, "--proxy", "gopher://x:1", "c", "1"}, 1, "scheme"},
+		{"bad url", "", []string{"pub", "--url", "ftp://x", "c", "1"}, 1, "scheme"},
+		{"no channel", "", []string{"pub", "--url", h.URL}, 2, "usage"},
+		{"too large", "", []string{"pub", "--url", h.URL, "--transport", "sse", "c", `"` + strings.Repeat("x", 70000) + `"`}, 1, "message_too_large"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, errOut := runMain(t, ctx, tc.stdin, tc.args...)
+			if code != tc.code || !strings.Contains(errOut, tc.want) {
+				t.Fatalf("exit %d, stderr %q; want exit %d and %q", code, errOut, tc.code, tc.want)
+			}
+		})
+	}
+}
