@@ -261,4 +261,3 @@ func TestConnectionCaps(t *testing.T) {
 		t.Fatalf("second connection: %q %v, want closed", got, err)
 	}
 }
-

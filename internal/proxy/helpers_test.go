@@ -361,3 +361,5 @@ func httpForward(t testing.TB, proxyAddr, url string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

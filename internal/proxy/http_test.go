@@ -359,7 +359,7 @@ func waitIdle(t testing.TB, p *testProxy) {
 	deadline := time.Now().Add(10 * time.Second)
 	for p.metrics.open.Load() != 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d connections still open", p.metrics.open.Load())
+			t.Fatalf("%d connections still open on %s; log:\n%s", p.metrics.open.Load(), p.addr, p.log.String())
 		}
 		time.Sleep(2 * time.Millisecond) // polling interval
 	}

@@ -12,6 +12,10 @@ import (
 // errIdle ends a tunnel that carried no bytes for the idle timeout.
 var errIdle = errors.New("idle timeout")
 
+// errStalled ends a tunnel whose receiver stopped reading for about the
+// idle timeout.
+var errStalled = errors.New("peer stopped reading")
+
 // pump moves bytes both ways between a client and a destination
 // connection. Each direction runs in its own goroutine; between bursts a
 // direction waits for readability without holding a buffer or a splice
@@ -88,9 +92,7 @@ func (p *pump) copyLoop(dst, src net.Conn, pending []byte, n *atomic.Int64) erro
 	}
 	for {
 		if p.window > 0 {
-			d := time.Now().Add(p.window)
-			src.SetReadDeadline(d)
-			dst.SetWriteDeadline(d)
+			src.SetReadDeadline(time.Now().Add(p.window))
 		}
 		if err := waitReadable(src); err != nil {
 			if isTimeout(err) {
@@ -100,6 +102,18 @@ func (p *pump) copyLoop(dst, src net.Conn, pending []byte, n *atomic.Int64) erro
 				continue
 			}
 			return err
+		}
+		// Deadlines for the copy: the read deadline only ever fires while
+		// the splice pipe is empty (waiting for src), so nothing is lost
+		// and the loop goes on. The write deadline is a whole idle period:
+		// it fires only for a peer that stopped reading, and then the
+		// tunnel is torn down anyway.
+		var writeDeadline time.Time
+		if p.window > 0 {
+			now := time.Now()
+			src.SetReadDeadline(now.Add(p.window))
+			writeDeadline = now.Add(p.idle)
+			dst.SetWriteDeadline(writeDeadline)
 		}
 		m, err := copyOnce(dst, src)
 		if m > 0 {
@@ -111,6 +125,9 @@ func (p *pump) copyLoop(dst, src net.Conn, pending []byte, n *atomic.Int64) erro
 			closeWrite(dst)
 			return nil
 		case isTimeout(err):
+			if !time.Now().Before(writeDeadline) {
+				return errStalled
+			}
 			if m == 0 && p.idleLongEnough() {
 				return errIdle
 			}

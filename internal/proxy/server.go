@@ -340,6 +340,8 @@ func tunnelOutcome(err error) string {
 		return "ok"
 	case errors.Is(err, errIdle):
 		return "idle_timeout"
+	case errors.Is(err, errStalled):
+		return "stalled"
 	default:
 		return "closed"
 	}
