@@ -1,0 +1,148 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/duplexhq/duplex/internal/bench"
+	"github.com/duplexhq/duplex/internal/hubtest"
+)
+
+// benchMain runs cli.Main in-process and returns the exit code, standard
+// output and standard error.
+func benchMain(t *testing.T, ctx context.Context, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Main(ctx, args, Stdio{In: strings.NewReader(""), Out: &out, Err: &errb})
+	return code, out.String(), errb.String()
+}
+
+func TestParseBenchTarget(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in        string
+		name, url string
+		bad       bool
+	}{
+		{in: "http://127.0.0.1:8080", name: "127.0.0.1:8080", url: "http://127.0.0.1:8080"},
+		{in: "duplex=http://127.0.0.1:8080/", name: "duplex", url: "http://127.0.0.1:8080/"},
+		{in: "http://h:1/?a=b", name: "h:1/?a=b", url: "http://h:1/?a=b"},
+		{in: "127.0.0.1:8080", bad: true},
+		{in: "x=ftp://h", bad: true},
+	} {
+		got, err := parseBenchTarget(tc.in)
+		if tc.bad {
+			if err == nil {
+				t.Errorf("parseBenchTarget(%q) = %+v, want an error", tc.in, got)
+			}
+			continue
+		}
+		if err != nil || got.name != tc.name || got.url != tc.url {
+			t.Errorf("parseBenchTarget(%q) = %+v, %v; want %s=%s", tc.in, got, err, tc.name, tc.url)
+		}
+	}
+}
+
+// TestBenchPublish runs `duplex bench publish --json` against a real hub and
+// a baseline server, bounded by --count, and checks the report and that
+// the hub really stored the publications.
+func TestBenchPublish(t *testing.T) {
+	h := hubtest.Start(t, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close() // the baseline server takes the port again
+	ctx, stop := context.WithCancel(context.Background())
+	baseDone := make(chan int)
+	go func() {
+		code, _, _ := benchMain(t, ctx, "bench", "baseline-server", "--listen", ln.Addr().String())
+		baseDone <- code
+	}()
+	defer func() {
+		stop()
+		if code := <-baseDone; code != 0 {
+			t.Errorf("baseline-server exited %d", code)
+		}
+	}()
+	baseURL := "http://" + ln.Addr().String()
+
+	var (
+		code     int
+		out, msg string
+	)
+	for range 100 { // until the baseline server listens
+		code, out, msg = benchMain(t, context.Background(), "bench", "publish",
+			"--url", "duplex="+h.URL+",baseline="+baseURL, "--publishers", "2,3",
+			"--count", "40", "--duration", "30s", "--warmup", "0s", "--channel", "b1", "--json")
+		if !strings.Contains(out, "connection refused") {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code != 0 {
+		t.Fatalf("bench publish exited %d: %s", code, msg)
+	}
+	var rep bench.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("report is not JSON: %v\n%s", err, out)
+	}
+	if rep.Workload != "publish" || len(rep.Runs) != 4 {
+		t.Fatalf("report: workload %q, %d runs; want publish, 4", rep.Workload, len(rep.Runs))
+	}
+	for i, want := range []struct {
+		name    string
+		clients int
+	}{{"duplex", 2}, {"baseline", 2}, {"duplex", 3}, {"baseline", 3}} {
+		r := rep.Runs[i]
+		if r.Name != want.name || r.Clients != want.clients || r.Ops != 40 || r.Errors != 0 || r.VsBaseline <= 0 {
+			t.Errorf("run %d = %+v; want %s with %d clients, 40 ops, no errors, compared", i, r, want.name, want.clients)
+		}
+	}
+	info, err := h.Hub.Info(context.Background(), "b1")
+	if err != nil || info.Latest != 80 {
+		t.Errorf("hub channel b1: latest %d, %v; want 80 publications", info.Latest, err)
+	}
+
+	// The table, for people.
+	code, out, msg = benchMain(t, context.Background(), "bench", "publish", "--url", h.URL, "--count", "5", "--warmup", "0s")
+	if code != 0 || !strings.Contains(out, "ops/s") || !strings.Contains(out, strings.TrimPrefix(h.URL, "http://")) {
+		t.Errorf("bench publish (table) exited %d:\n%s\n%s", code, out, msg)
+	}
+}
+
+func TestBenchUsageAndBadFlags(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	if code, _, msg := benchMain(t, ctx, "bench"); code != 2 || !strings.Contains(msg, "publish") {
+		t.Errorf("bench: exit %d, usage %q", code, msg)
+	}
+	if code, _, msg := benchMain(t, ctx, "bench", "--help"); code != 0 || strings.Contains(msg, "baseline-server") {
+		t.Errorf("bench --help: exit %d, usage lists the hidden helper: %q", code, msg)
+	}
+	for _, args := range [][]string{
+		{"bench", "nosuch"},
+		{"bench", "publish", "--publishers", "0"},
+		{"bench", "publish", "--url", "127.0.0.1:8080"},
+		{"bench", "publish", "extra"},
+	} {
+		if code, _, _ := benchMain(t, ctx, args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+	for _, args := range [][]string{
+		{"bench", "publish", "--duration", "11m"},
+		{"bench", "publish", "--publishers", "5000"},
+		{"bench", "publish", "--rounds", "0"},
+		{"bench", "baseline-server", "--listen", "0.0.0.0:0"},
+	} {
+		if code, _, _ := benchMain(t, ctx, args...); code != 1 {
+			t.Errorf("%v: exit %d, want 1", args, code)
+		}
+	}
+}
