@@ -98,7 +98,9 @@ func TestPollBatchAnswer(t *testing.T) {
 	}
 	// A poll that waits answers as soon as a message comes.
 	done := make(chan msg.PollResponse, 1)
-	go func() { done <- poll(t, context.Background(), c, h.URL+"/v1/poll?channel=a&timeout=60&cursor="+pr.Cursor) }()
+	go func() {
+		done <- poll(t, context.Background(), c, h.URL+"/v1/poll?channel=a&timeout=60&cursor="+pr.Cursor)
+	}()
 	waitSubscribers(t, h, "a", 1)
 	publish(t, c, h.URL, "a", numbered(4))
 	pr = <-done
