@@ -94,7 +94,8 @@ func (p *pump) copyLoop(dst, src net.Conn, pending []byte, n *atomic.Int64) erro
 		if p.window > 0 {
 			src.SetReadDeadline(time.Now().Add(p.window))
 		}
-		if err := waitReadable(src); err != nil {
+		avail, err := waitReadable(src)
+		if err != nil {
 			if isTimeout(err) {
 				if p.idleLongEnough() {
 					return errIdle
@@ -102,6 +103,28 @@ func (p *pump) copyLoop(dst, src net.Conn, pending []byte, n *atomic.Int64) erro
 				continue
 			}
 			return err
+		}
+		if avail == 0 {
+			// Readable with nothing queued: EOF or an error. A plain read
+			// says which (and copes with bytes arriving meanwhile).
+			var b [1]byte
+			k, err := src.Read(b[:])
+			if k > 0 {
+				if _, werr := dst.Write(b[:k]); werr != nil {
+					return werr
+				}
+				n.Add(int64(k))
+				p.touch()
+				continue
+			}
+			if err == io.EOF {
+				closeWrite(dst)
+				return nil
+			}
+			if err != nil && !isTimeout(err) {
+				return err
+			}
+			continue
 		}
 		// Deadlines for the copy: the read deadline only ever fires while
 		// the splice pipe is empty (waiting for src), so nothing is lost
@@ -115,12 +138,19 @@ func (p *pump) copyLoop(dst, src net.Conn, pending []byte, n *atomic.Int64) erro
 			writeDeadline = now.Add(p.idle)
 			dst.SetWriteDeadline(writeDeadline)
 		}
-		m, err := copyOnce(dst, src)
+		var from io.Reader = src
+		if avail > 0 {
+			// Exactly what is queued: splice returns (and frees its pipe)
+			// when the burst is through.
+			from = &io.LimitedReader{R: src, N: int64(avail)}
+		}
+		m, err := copyOnce(dst, from)
 		if m > 0 {
 			n.Add(m)
 			p.touch()
 		}
 		switch {
+		case err == nil && avail > 0: // the burst is through
 		case err == nil: // EOF: pass the half-close on
 			closeWrite(dst)
 			return nil
@@ -137,9 +167,10 @@ func (p *pump) copyLoop(dst, src net.Conn, pending []byte, n *atomic.Int64) erro
 	}
 }
 
-// copyOnce copies src to dst until EOF or an error. Between two
-// *net.TCPConn this is splice(2) on Linux: no bytes through user space.
-func copyOnce(dst, src net.Conn) (int64, error) {
+// copyOnce copies src to dst until EOF or an error (or the limit of an
+// *io.LimitedReader). Between two *net.TCPConn this is splice(2) on Linux:
+// no bytes through user space.
+func copyOnce(dst net.Conn, src io.Reader) (int64, error) {
 	if d, ok := dst.(*net.TCPConn); ok {
 		return d.ReadFrom(src)
 	}

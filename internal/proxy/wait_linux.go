@@ -4,24 +4,41 @@ import (
 	"net"
 	"syscall"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // waitReadable blocks until c has bytes (or EOF, or an error) to read, or
-// its read deadline passes, without reading anything. It lets an idle
-// tunnel wait without a splice pipe or a buffer.
-func waitReadable(c net.Conn) error {
+// its read deadline passes, without reading anything, and returns how many
+// bytes are queued (0 at EOF or on a socket error). It returns -1 when c
+// is not a socket it can look into.
+//
+// It lets an idle tunnel wait without a buffer or a splice pipe, and lets
+// the pump splice exactly what is queued, so the pipe goes back to the
+// pool as soon as a burst is through instead of staying with an idle
+// tunnel (two pipes are four file descriptors).
+func waitReadable(c net.Conn) (int, error) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return nil
+		return -1, nil
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return nil
+		return -1, nil
 	}
+	avail := -1
 	var b [1]byte
-	return rc.Read(func(fd uintptr) bool {
+	err = rc.Read(func(fd uintptr) bool {
 		_, _, e := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
 			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-		return e != syscall.EAGAIN
+		if e == syscall.EAGAIN || e == syscall.EINTR {
+			return false
+		}
+		var n int32
+		if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, unix.SIOCINQ, uintptr(unsafe.Pointer(&n))); e == 0 {
+			avail = int(n)
+		}
+		return true
 	})
+	return avail, err
 }

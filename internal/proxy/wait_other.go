@@ -4,6 +4,5 @@ package proxy
 
 import "net"
 
-// waitReadable is a no-op where splice does not exist: the copy itself
-// waits.
-func waitReadable(c net.Conn) error { return nil }
+// waitReadable cannot look into sockets here: the copy itself waits.
+func waitReadable(c net.Conn) (int, error) { return -1, nil }
