@@ -108,6 +108,26 @@ func RunPublish(ctx context.Context, cfg PublishConfig) (Run, error) {
 		run     = Run{Name: cfg.Name, Workload: "publish", URL: cfg.URL, Clients: cfg.Publishers}
 		lastEnd time.Time
 	)
+	// CPU used by the target and by this process over the measured time:
+	// sampled when it begins and once every publisher is done.
+	metricsURL := strings.TrimSuffix(cfg.URL, "/") + "/metrics"
+	scraper := &http.Client{Timeout: 2 * time.Second}
+	type cpuSample struct {
+		target, self time.Duration
+		targetOK     bool
+	}
+	sample := func() cpuSample {
+		t, ok := scrapeCPU(ctx, scraper, metricsURL)
+		return cpuSample{target: t, targetOK: ok, self: processCPU()}
+	}
+	before := make(chan cpuSample, 1)
+	go func() {
+		select {
+		case <-time.After(time.Until(measureFrom)):
+		case <-ctx.Done():
+		}
+		before <- sample()
+	}()
 	for range cfg.Publishers {
 		p := &publisher{cfg: cfg, client: client, url: target, lat: NewLatency()}
 		wg.Go(func() {
@@ -126,6 +146,15 @@ func RunPublish(ctx context.Context, cfg PublishConfig) (Run, error) {
 		})
 	}
 	wg.Wait()
+	after, first := sample(), <-before
+	if run.Ops > 0 {
+		if first.targetOK && after.targetOK {
+			run.TargetCPU = round1(float64(after.target-first.target) / 1e3 / float64(run.Ops))
+		}
+		if first.self > 0 {
+			run.ClientCPU = round1(float64(after.self-first.self) / 1e3 / float64(run.Ops))
+		}
+	}
 	if lastEnd.After(measureFrom) {
 		run.Seconds = lastEnd.Sub(measureFrom).Seconds()
 	}

@@ -23,6 +23,11 @@ func TestRunPublishCount(t *testing.T) {
 	if run.Ops != 200 || run.Errors != 0 || run.Latency.Count != 200 {
 		t.Errorf("ops %d, errors %d, latencies %d; want 200, 0, 200 (first error: %s)", run.Ops, run.Errors, run.Latency.Count, run.FirstError)
 	}
+	// The baseline serves process_cpu_seconds_total like the hub, and it
+	// runs in this process here: both CPU figures are measured.
+	if run.TargetCPU <= 0 || run.ClientCPU <= 0 {
+		t.Errorf("CPU per publish: target %vµs, client %vµs; want both measured", run.TargetCPU, run.ClientCPU)
+	}
 	if run.Name != "baseline" || run.Workload != "publish" || run.Clients != 4 || run.Rate <= 0 || run.Seconds <= 0 {
 		t.Errorf("run = %+v", run)
 	}
@@ -35,6 +40,10 @@ func TestRunPublishRequestAndErrors(t *testing.T) {
 		path, body string
 	)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			http.NotFound(w, r) // GET /metrics: this target has none
+			return
+		}
 		b, _ := io.ReadAll(r.Body)
 		mu.Lock()
 		seen, path, body = r.Header.Clone(), r.URL.Path, string(b)

@@ -2,9 +2,11 @@ package bench
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"runtime"
 	"strconv"
@@ -104,6 +106,14 @@ type Run struct {
 	Rate float64 `json:"ops_per_sec"`
 	// Latency is the distribution of successful operations' latencies.
 	Latency LatencySummary `json:"latency"`
+	// TargetCPU is the CPU time the target used per successful operation,
+	// in microseconds, from its process_cpu_seconds_total in GET /metrics
+	// read before and after the measured time; 0 when it has none. Unlike
+	// Rate, it barely moves when other work shares the machine.
+	TargetCPU float64 `json:"target_cpu_us_per_op,omitempty"`
+	// ClientCPU is the CPU time the load generator used per successful
+	// operation, in microseconds.
+	ClientCPU float64 `json:"client_cpu_us_per_op,omitempty"`
 	// VsBaseline is Rate over the Rate of the baseline run with the same
 	// Clients and Round, when the report has one (see Report.Compare).
 	VsBaseline float64 `json:"vs_baseline,omitempty"`
@@ -147,6 +157,35 @@ func memTotalMiB() int64 {
 	return 0
 }
 
+// scrapeCPU reads process_cpu_seconds_total from metricsURL, a Prometheus
+// text exposition; ok is false when there is none.
+func scrapeCPU(ctx context.Context, c *http.Client, metricsURL string) (cpu time.Duration, ok bool) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
+	if err != nil {
+		return 0, false
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, false
+	}
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 4<<20))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, found := strings.CutPrefix(sc.Text(), "process_cpu_seconds_total "); found {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return 0, false
+			}
+			return time.Duration(f * float64(time.Second)), true
+		}
+	}
+	return 0, false
+}
+
 // Report is what one `duplex bench` invocation measured.
 type Report struct {
 	Workload string    `json:"workload"`
@@ -187,7 +226,7 @@ func (r *Report) WriteJSON(w io.Writer) error {
 func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "duplex bench %s — %s/%s, %d CPUs, %s\n\n", r.Workload, r.Machine.OS, r.Machine.Arch, r.Machine.CPUs, r.Machine.GoVersion)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\tclients\tround\tseconds\tops\terrors\tops/s\tp50\tp90\tp99\tmax\tvs base\t")
+	fmt.Fprintln(tw, "target\tclients\tround\tseconds\tops\terrors\tops/s\tp50\tp90\tp99\tmax\tvs base\tCPU/op\tload CPU/op\t")
 	for _, run := range r.Runs {
 		vs := "-"
 		if run.VsBaseline > 0 {
@@ -198,9 +237,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if run.Round > 0 {
 			round = strconv.Itoa(run.Round)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%.1f\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.1f\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
 			run.Name, run.Clients, round, run.Seconds, run.Ops, run.Errors, run.Rate,
-			fmtMicros(l.P50), fmtMicros(l.P90), fmtMicros(l.P99), fmtMicros(l.Max), vs)
+			fmtMicros(l.P50), fmtMicros(l.P90), fmtMicros(l.P99), fmtMicros(l.Max), vs,
+			fmtCPU(run.TargetCPU), fmtCPU(run.ClientCPU))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -215,6 +255,14 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	_, err := fmt.Fprintln(w)
 	return err
+}
+
+// fmtCPU renders CPU microseconds per operation, or "-" when unknown.
+func fmtCPU(us float64) string {
+	if us == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fµs", us)
 }
 
 // fmtMicros renders a latency in microseconds with a fitting unit.
