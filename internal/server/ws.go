@@ -247,6 +247,8 @@ func (wc *wsConn) readError(err error) (msg.CloseCode, string) {
 	case websocket.CloseStatus(err) != -1:
 		// The peer closed; the library answered.
 		return msg.CloseNormal, ""
+	case errors.Is(err, errBadCloseReason):
+		return msg.CloseInvalidPayload, "close reason is not valid UTF-8"
 	case errors.Is(err, websocket.ErrMessageTooBig):
 		return msg.CloseTooBig, "frame larger than " + strconv.FormatInt(wc.limit, 10) + " bytes"
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), isNetError(err):

@@ -3,10 +3,13 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
+	"errors"
 	"net"
 	"net/http"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // wsNetConn is the hijacked TCP connection under a WebSocket, as the
@@ -22,6 +25,10 @@ type wsNetConn struct {
 	// pre holds bytes read from the connection before the hijack; Read
 	// returns them first. Only the reading goroutine touches it.
 	pre []byte
+	// scan watches the client's close frames; scanErr, once set, fails
+	// every read. Only the reading goroutine touches them.
+	scan    closeScan
+	scanErr error
 
 	mu     sync.Mutex // guards corked, buf, and orders writes
 	corked bool
@@ -29,15 +36,121 @@ type wsNetConn struct {
 }
 
 func (c *wsNetConn) Read(p []byte) (int, error) {
+	if c.scanErr != nil {
+		return 0, c.scanErr
+	}
+	var n int
+	var err error
 	if len(c.pre) > 0 {
-		n := copy(p, c.pre)
+		n = copy(p, c.pre)
 		c.pre = c.pre[n:]
 		if len(c.pre) == 0 {
 			c.pre = nil
 		}
-		return n, nil
+	} else {
+		n, err = c.Conn.Read(p)
 	}
-	return c.Conn.Read(p)
+	if !c.scan.scan(p[:n]) {
+		// Withhold the whole read: the connection fails with 1007.
+		c.scanErr = errBadCloseReason
+		return 0, c.scanErr
+	}
+	return n, err
+}
+
+// errBadCloseReason fails a connection whose peer sent a close frame with a
+// reason that is not UTF-8 (RFC 6455 §8.1 and §5.5.1: answered with 1007).
+var errBadCloseReason = errors.New("close frame reason is not valid UTF-8")
+
+// closeScan follows the client's frames through the raw byte stream, ahead
+// of the WebSocket library, to catch one thing the library lets through: a
+// close frame whose reason is not valid UTF-8 (it would echo it back).
+// It reads frame headers and counts payload bytes; only close payloads
+// (at most 125 bytes) are kept. The reading goroutine owns it.
+type closeScan struct {
+	hdr     [14]byte
+	hlen    int    // header bytes collected
+	need    int    // header length, known once two bytes are in
+	remain  uint64 // payload bytes left in the current frame
+	inBody  bool
+	isClose bool
+	mask    [4]byte // zero for an unmasked frame (which the library refuses)
+	pos     int     // payload position, for unmasking
+	pay     []byte
+}
+
+// scan consumes p and reports false once a close frame with an invalid
+// reason is complete.
+func (s *closeScan) scan(p []byte) bool {
+	for len(p) > 0 {
+		if s.inBody {
+			n := len(p)
+			if uint64(n) > s.remain {
+				n = int(s.remain)
+			}
+			if s.isClose {
+				for _, b := range p[:n] {
+					b ^= s.mask[s.pos%4]
+					if len(s.pay) < 125 {
+						s.pay = append(s.pay, b)
+					}
+					s.pos++
+				}
+			}
+			p = p[n:]
+			s.remain -= uint64(n)
+			if s.remain == 0 {
+				s.inBody = false
+				if !s.closeOK() {
+					return false
+				}
+			}
+			continue
+		}
+		s.hdr[s.hlen] = p[0]
+		s.hlen++
+		p = p[1:]
+		if s.hlen == 2 {
+			s.need = 2
+			switch s.hdr[1] & 0x7f {
+			case 126:
+				s.need += 2
+			case 127:
+				s.need += 8
+			}
+			if s.hdr[1]&0x80 != 0 {
+				s.need += 4
+			}
+		}
+		if s.hlen < 2 || s.hlen < s.need {
+			continue
+		}
+		// A whole header.
+		var length uint64
+		switch l := s.hdr[1] & 0x7f; l {
+		case 126:
+			length = uint64(binary.BigEndian.Uint16(s.hdr[2:4]))
+		case 127:
+			length = binary.BigEndian.Uint64(s.hdr[2:10])
+		default:
+			length = uint64(l)
+		}
+		s.isClose = s.hdr[0]&0x0f == 0x8
+		s.hlen, s.pos, s.pay = 0, 0, s.pay[:0]
+		if length == 0 {
+			continue
+		}
+		s.mask = [4]byte{}
+		if s.hdr[1]&0x80 != 0 {
+			copy(s.mask[:], s.hdr[s.need-4:s.need])
+		}
+		s.inBody, s.remain = true, length
+	}
+	return true
+}
+
+func (s *closeScan) closeOK() bool {
+	return !s.isClose || len(s.pay) <= 2 || utf8.Valid(s.pay[2:])
 }
 
 var wsBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
