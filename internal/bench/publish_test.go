@@ -12,10 +12,16 @@ import (
 )
 
 func TestRunPublishCount(t *testing.T) {
+	for _, client := range []string{ClientConn, ClientNetHTTP} {
+		t.Run(client, func(t *testing.T) { testRunPublishCount(t, client) })
+	}
+}
+
+func testRunPublishCount(t *testing.T, client string) {
 	srv := httptest.NewServer(BaselineHandler())
 	defer srv.Close()
 	run, err := RunPublish(context.Background(), PublishConfig{
-		URL: srv.URL, Name: "baseline", Publishers: 4, Count: 200, Duration: time.Minute,
+		URL: srv.URL, Name: "baseline", Publishers: 4, Count: 200, Duration: time.Minute, Client: client,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -28,12 +34,18 @@ func TestRunPublishCount(t *testing.T) {
 	if run.TargetCPU <= 0 || run.ClientCPU <= 0 {
 		t.Errorf("CPU per publish: target %vµs, client %vµs; want both measured", run.TargetCPU, run.ClientCPU)
 	}
-	if run.Name != "baseline" || run.Workload != "publish" || run.Clients != 4 || run.Rate <= 0 || run.Seconds <= 0 {
+	if run.Name != "baseline" || run.Workload != "publish" || run.Client != client || run.Clients != 4 || run.Rate <= 0 || run.Seconds <= 0 {
 		t.Errorf("run = %+v", run)
 	}
 }
 
 func TestRunPublishRequestAndErrors(t *testing.T) {
+	for _, client := range []string{ClientConn, ClientNetHTTP} {
+		t.Run(client, func(t *testing.T) { testRunPublishRequestAndErrors(t, client) })
+	}
+}
+
+func testRunPublishRequestAndErrors(t *testing.T, client string) {
 	var (
 		mu         sync.Mutex // guards the three below
 		seen       http.Header
@@ -53,7 +65,7 @@ func TestRunPublishRequestAndErrors(t *testing.T) {
 	defer srv.Close()
 	run, err := RunPublish(context.Background(), PublishConfig{
 		URL: srv.URL + "/", Channel: "chat:1", Publishers: 1, Count: 3, Duration: time.Minute,
-		Token: "tok", Data: []byte(`{"a":1}`),
+		Token: "tok", Data: []byte(`{"a":1}`), Client: client,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -74,6 +86,8 @@ func TestRunPublishBadConfig(t *testing.T) {
 		{URL: "127.0.0.1:8080"},
 		{URL: "ftp://127.0.0.1"},
 		{URL: "http://127.0.0.1:1", Channel: "no spaces"},
+		{URL: "http://127.0.0.1:1", Client: "curl"},
+		{URL: "https://127.0.0.1:1", Client: ClientConn},
 	} {
 		if _, err := RunPublish(context.Background(), cfg); err == nil {
 			t.Errorf("RunPublish(%+v) = nil error", cfg)

@@ -94,6 +94,9 @@ type Run struct {
 	// Clients is the number of concurrent clients (publishers,
 	// connections) the workload ran.
 	Clients int `json:"clients"`
+	// Client names the load generator's client, for workloads that have a
+	// choice (publish: "conn" or "net/http").
+	Client string `json:"client,omitempty"`
 	// Round numbers the repetitions of a run, from 1, when a report
 	// repeats its runs; 0 otherwise.
 	Round int `json:"round,omitempty"`

@@ -40,7 +40,7 @@ func sampleReport() *Report {
 		Machine:  Machine{OS: "linux", Arch: "amd64", CPUs: 2, MemoryMiB: 24576, GoVersion: "go1.26.8"},
 		Notes:    []string{"the load generator ran on 2 CPU(s) (GOMAXPROCS 2); a target on the same machine shares them unless pinned apart"},
 		Runs: []Run{
-			{Name: "duplex", Workload: "publish", URL: "http://127.0.0.1:8080", Clients: 8, Seconds: 10.002, Ops: 300000, Rate: 29994, Latency: lat,
+			{Name: "duplex", Workload: "publish", URL: "http://127.0.0.1:8080", Clients: 8, Client: "conn", Seconds: 10.002, Ops: 300000, Rate: 29994, Latency: lat,
 				TargetCPU: 31.2, ClientCPU: 28.4},
 			{Name: "baseline", Workload: "publish", URL: "http://127.0.0.1:8081", Clients: 8, Seconds: 10.001, Ops: 350000, Rate: 34997, Latency: lat,
 				TargetCPU: 24.9, ClientCPU: 27.7},

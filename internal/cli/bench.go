@@ -154,6 +154,7 @@ func runBenchPublish(ctx context.Context, stdio Stdio, args []string) error {
 		size       = fs.Int("size", 0, "bytes of JSON data per publish (0: a 64-byte object)")
 		token      = fs.String("token", envOr("DUPLEX_TOKEN", ""), "access token, sent as Authorization: Bearer (env DUPLEX_TOKEN)")
 		timeout    = fs.Duration("timeout", 5*time.Second, "bound on one request")
+		client     = fs.String("client", bench.ClientConn, "load generator's HTTP client: conn (lean, one pre-encoded request per connection, http:// only) or net/http")
 		rounds     = fs.Int("rounds", 1, "repeat every run this many times, interleaved (at most 100)")
 		baseline   = fs.String("baseline", "baseline", "name of the --url the others are compared with")
 		asJSON     = fs.Bool("json", false, "print the report as JSON instead of a table")
@@ -206,7 +207,7 @@ func runBenchPublish(ctx context.Context, stdio Stdio, args []string) error {
 				run, err := bench.RunPublish(ctx, bench.PublishConfig{
 					URL: t.url, Name: t.name, Channel: *channel, Publishers: n,
 					Duration: *duration, Warmup: *warmup, Count: *count, Data: data,
-					Token: *token, Timeout: *timeout,
+					Token: *token, Timeout: *timeout, Client: *client,
 				})
 				if err != nil {
 					return err
