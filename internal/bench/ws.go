@@ -1,0 +1,496 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// WSFanoutConfig configures one run of the WebSocket fan-out workload:
+// Subscribers connections to /v1/ws subscribed to one channel, and one
+// more connection publishing to it at a fixed rate. The zero value of each
+// field but URL is usable.
+type WSFanoutConfig struct {
+	// URL is the hub's base URL, http://127.0.0.1:8080 say. Required.
+	URL string
+	// Channel is the channel used. Empty means "wsbench".
+	Channel string
+	// Subscribers is the number of subscribed connections. Zero means 1.
+	Subscribers int
+	// Rate is the publishes per second. Zero means 100.
+	Rate float64
+	// Duration is the measured time; Warmup runs before it, unmeasured.
+	// Zero means 10s and 2s.
+	Duration, Warmup time.Duration
+	// Size is the size of each publication's data, in bytes (at least
+	// 40). Zero means 100.
+	Size int
+	// DialParallel bounds the connections opened at once. Zero means 50.
+	DialParallel int
+}
+
+func (c WSFanoutConfig) withDefaults() WSFanoutConfig {
+	if c.Channel == "" {
+		c.Channel = "wsbench"
+	}
+	if c.Subscribers <= 0 {
+		c.Subscribers = 1
+	}
+	if c.Rate <= 0 {
+		c.Rate = 100
+	}
+	if c.Duration <= 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.Warmup <= 0 {
+		c.Warmup = 2 * time.Second
+	}
+	if c.Size <= 0 {
+		c.Size = 100
+	}
+	c.Size = max(c.Size, 40)
+	if c.DialParallel <= 0 {
+		c.DialParallel = 50
+	}
+	return c
+}
+
+// WSFanoutResult is what a fan-out run measured.
+type WSFanoutResult struct {
+	Subscribers int     `json:"subscribers"`
+	Rate        float64 `json:"publish_rate"`
+	Seconds     float64 `json:"seconds"`
+	// Published counts the publications sent in the measured time;
+	// Delivered the messages subscribers received of them, Expected
+	// Published × Subscribers.
+	Published, Delivered, Expected int64
+	// DeliveredRate is Delivered per second of measured time.
+	DeliveredRate float64 `json:"delivered_per_sec"`
+	// Latency is publish (by the load generator's clock, just before the
+	// publish frame is written) to receipt by a subscriber.
+	Latency LatencySummary `json:"latency"`
+	// HubCPU is the hub's CPU time over the measured time (and the drain
+	// after it), from process_cpu_seconds_total of its /metrics, and
+	// HubCPUPerMillion that per million deliveries.
+	HubCPU           float64 `json:"hub_cpu_seconds"`
+	HubCPUPerMillion float64 `json:"hub_cpu_seconds_per_million"`
+	// Closed counts subscribers whose connection ended during the run.
+	Closed int64 `json:"closed"`
+}
+
+// wsSubscriber is one subscribed connection of the load generator.
+type wsSubscriber struct {
+	c *websocket.Conn
+}
+
+// RunWSFanout runs the fan-out workload once. It returns when the measured
+// time is over and the deliveries of its publications have arrived (or 10s
+// after that).
+func RunWSFanout(ctx context.Context, cfg WSFanoutConfig) (WSFanoutResult, error) {
+	cfg = cfg.withDefaults()
+	wsURL := "ws" + strings.TrimPrefix(cfg.URL, "http") + "/v1/ws"
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	subs, err := dialSubscribers(ctx, wsURL, cfg.Channel, cfg.Subscribers, cfg.DialParallel)
+	defer func() {
+		for _, s := range subs {
+			s.c.CloseNow()
+		}
+	}()
+	if err != nil {
+		return WSFanoutResult{}, err
+	}
+
+	// Measured window, by publish time (Unix ns, carried in the data).
+	var winStart, winEnd atomic.Int64
+	winStart.Store(1<<63 - 1)
+	winEnd.Store(1<<63 - 1)
+	var delivered, closed atomic.Int64
+	shards := make([]struct {
+		mu sync.Mutex
+		l  *Latency
+	}, 32)
+	for i := range shards {
+		shards[i].l = NewLatency()
+	}
+	var readers sync.WaitGroup
+	for i, s := range subs {
+		sh := &shards[i%len(shards)]
+		readers.Go(func() {
+			buf := make([]byte, 0, 2*cfg.Size+256)
+			for {
+				_, r, err := s.c.Reader(ctx)
+				if err != nil {
+					if ctx.Err() == nil {
+						closed.Add(1)
+					}
+					return
+				}
+				buf, err = readAll(r, buf[:0])
+				if err != nil {
+					closed.Add(1)
+					return
+				}
+				now := time.Now().UnixNano()
+				t, ok := stampOf(buf)
+				if !ok || t < winStart.Load() || t >= winEnd.Load() {
+					continue
+				}
+				delivered.Add(1)
+				sh.mu.Lock()
+				sh.l.Record(time.Duration(now - t))
+				sh.mu.Unlock()
+			}
+		})
+	}
+
+	pub, _, err := websocket.Dial(ctx, wsURL, nil)
+	if err != nil {
+		cancel()
+		readers.Wait()
+		return WSFanoutResult{}, fmt.Errorf("dial publisher: %w", err)
+	}
+	defer pub.CloseNow()
+	var pubErrs atomic.Int64
+	var firstPubErr atomic.Value
+	var pubReader sync.WaitGroup
+	pubReader.Go(func() {
+		for {
+			_, b, err := pub.Read(ctx)
+			if err != nil {
+				return
+			}
+			if bytes.Contains(b, []byte(`"type":"error"`)) {
+				pubErrs.Add(1)
+				firstPubErr.CompareAndSwap(nil, string(b))
+			}
+		}
+	})
+
+	hc := &http.Client{Timeout: 5 * time.Second}
+	defer hc.CloseIdleConnections()
+	metricsURL := cfg.URL + "/metrics"
+
+	pad := strings.Repeat("x", cfg.Size-40)
+	var sent, published int64
+	begin := time.Now()
+	measureAt := begin.Add(cfg.Warmup)
+	endAt := measureAt.Add(cfg.Duration)
+	var cpu0 float64
+	measuring := false
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	frame := make([]byte, 0, cfg.Size+128)
+	for {
+		now := time.Now()
+		if !measuring && !now.Before(measureAt) {
+			m, err := scrapeMetrics(ctx, hc, metricsURL)
+			if err != nil {
+				return WSFanoutResult{}, err
+			}
+			cpu0 = m["process_cpu_seconds_total"]
+			winStart.Store(time.Now().UnixNano())
+			measuring = true
+		}
+		if !now.Before(endAt) {
+			winEnd.Store(time.Now().UnixNano())
+			break
+		}
+		due := int64(now.Sub(begin).Seconds() * cfg.Rate)
+		for ; sent < due; sent++ {
+			frame = frame[:0]
+			frame = append(frame, `{"id":`...)
+			frame = strconv.AppendInt(frame, sent, 10)
+			frame = append(frame, `,"type":"publish","channel":"`...)
+			frame = append(frame, cfg.Channel...)
+			frame = append(frame, `","data":{"t":`...)
+			frame = strconv.AppendInt(frame, time.Now().UnixNano(), 10)
+			frame = append(frame, `,"p":"`...)
+			frame = append(frame, pad...)
+			frame = append(frame, `"}}`...)
+			if err := pub.Write(ctx, websocket.MessageText, frame); err != nil {
+				return WSFanoutResult{}, fmt.Errorf("publish: %w", err)
+			}
+			if measuring {
+				published++
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return WSFanoutResult{}, ctx.Err()
+		case <-tick.C:
+		}
+	}
+	// Let the deliveries of the measured publications arrive.
+	expected := published * int64(cfg.Subscribers)
+	drainBy := time.Now().Add(10 * time.Second)
+	for delivered.Load() < expected && time.Now().Before(drainBy) {
+		time.Sleep(5 * time.Millisecond) // polling for the stragglers
+	}
+	m, err := scrapeMetrics(ctx, hc, metricsURL)
+	if err != nil {
+		return WSFanoutResult{}, err
+	}
+	cpu := m["process_cpu_seconds_total"] - cpu0
+	cancel()
+	for _, s := range subs {
+		s.c.CloseNow()
+	}
+	pub.CloseNow()
+	readers.Wait()
+	pubReader.Wait()
+
+	lat := NewLatency()
+	for i := range shards {
+		lat.Merge(shards[i].l)
+	}
+	res := WSFanoutResult{
+		Subscribers: cfg.Subscribers, Rate: cfg.Rate, Seconds: cfg.Duration.Seconds(),
+		Published: published, Delivered: delivered.Load(), Expected: expected,
+		DeliveredRate: float64(delivered.Load()) / cfg.Duration.Seconds(),
+		Latency:       lat.Summary(), HubCPU: cpu, Closed: closed.Load(),
+	}
+	if res.Delivered > 0 {
+		res.HubCPUPerMillion = cpu / float64(res.Delivered) * 1e6
+	}
+	if n := pubErrs.Load(); n > 0 {
+		return res, fmt.Errorf("%d publishes failed, the first: %v", n, firstPubErr.Load())
+	}
+	return res, nil
+}
+
+// dialSubscribers opens n connections to wsURL subscribed to channel, at
+// most parallel at once.
+func dialSubscribers(ctx context.Context, wsURL, channel string, n, parallel int) ([]*wsSubscriber, error) {
+	subs := make([]*wsSubscriber, n)
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	sub := []byte(`{"id":1,"type":"subscribe","channel":"` + channel + `"}`)
+	for i := range subs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			c, _, err := websocket.Dial(dctx, wsURL, nil)
+			if err != nil {
+				firstErr.CompareAndSwap(nil, fmt.Errorf("dial subscriber %d: %w", i, err))
+				return
+			}
+			c.SetReadLimit(1 << 20)
+			subs[i] = &wsSubscriber{c: c}
+			if err := c.Write(dctx, websocket.MessageText, sub); err != nil {
+				firstErr.CompareAndSwap(nil, fmt.Errorf("subscribe %d: %w", i, err))
+				return
+			}
+			_, b, err := c.Read(dctx)
+			if err != nil || !bytes.Contains(b, []byte(`"type":"ok"`)) {
+				firstErr.CompareAndSwap(nil, fmt.Errorf("subscribe %d: %q %v", i, b, err))
+			}
+		})
+	}
+	wg.Wait()
+	out := subs[:0]
+	for _, s := range subs {
+		if s != nil {
+			out = append(out, s)
+		}
+	}
+	if err, _ := firstErr.Load().(error); err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+// readAll reads r to its end into buf.
+func readAll(r io.Reader, buf []byte) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// stampOf finds the publish time the workload put in a message's data.
+func stampOf(b []byte) (int64, bool) {
+	i := bytes.Index(b, []byte(`"data":{"t":`))
+	if i < 0 {
+		return 0, false
+	}
+	b = b[i+len(`"data":{"t":`):]
+	j := 0
+	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+		j++
+	}
+	t, err := strconv.ParseInt(string(b[:j]), 10, 64)
+	return t, err == nil
+}
+
+// scrapeMetrics reads the unlabelled samples of a Prometheus text page.
+func scrapeMetrics(ctx context.Context, c *http.Client, url string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("scrape %s: %s", url, resp.Status)
+	}
+	out := make(map[string]float64)
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' || strings.ContainsRune(line, '{') {
+			continue
+		}
+		name, val, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		if f, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+			out[name] = f
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", url, err)
+	}
+	if _, ok := out["process_cpu_seconds_total"]; !ok {
+		return nil, errors.New("scrape " + url + ": no process_cpu_seconds_total (not a hub on Linux?)")
+	}
+	return out, nil
+}
+
+// WSIdleConfig configures the idle-connection memory workload.
+type WSIdleConfig struct {
+	// URL is the hub's base URL. Required.
+	URL string
+	// Conns is the number of connections. Zero means 10000.
+	Conns int
+	// Channel every connection subscribes to. Empty means "wsidle".
+	Channel string
+	// Settle is how long to wait, connections open and idle, before
+	// measuring. Zero means 5s.
+	Settle time.Duration
+	// DialParallel bounds the connections opened at once. Zero means 50.
+	DialParallel int
+}
+
+// WSIdleResult is the hub's memory before and with the idle connections,
+// from its /metrics.
+type WSIdleResult struct {
+	Conns int `json:"conns"`
+	// Before and With are process_resident_memory_bytes,
+	// go_memstats_heap_inuse_bytes, go_memstats_stack_inuse_bytes and
+	// go_goroutines.
+	Before, With WSMemory
+	// RSSPerConn, HeapPerConn and StackPerConn are the differences over
+	// Conns, in KiB.
+	RSSPerConn, HeapPerConn, StackPerConn float64
+	// GoroutinesPerConn is the difference in goroutines over Conns.
+	GoroutinesPerConn float64
+}
+
+// WSMemory is a hub's memory at one moment.
+type WSMemory struct {
+	RSS, HeapInuse, StackInuse, Goroutines float64
+}
+
+func memoryOf(m map[string]float64) WSMemory {
+	return WSMemory{
+		RSS: m["process_resident_memory_bytes"], HeapInuse: m["go_memstats_heap_inuse_bytes"],
+		StackInuse: m["go_memstats_stack_inuse_bytes"], Goroutines: m["go_goroutines"],
+	}
+}
+
+// RunWSIdle measures the hub's memory with Conns idle subscribed WebSocket
+// connections against none.
+func RunWSIdle(ctx context.Context, cfg WSIdleConfig) (WSIdleResult, error) {
+	if cfg.Conns <= 0 {
+		cfg.Conns = 10000
+	}
+	if cfg.Channel == "" {
+		cfg.Channel = "wsidle"
+	}
+	if cfg.Settle <= 0 {
+		cfg.Settle = 5 * time.Second
+	}
+	if cfg.DialParallel <= 0 {
+		cfg.DialParallel = 50
+	}
+	hc := &http.Client{Timeout: 5 * time.Second}
+	defer hc.CloseIdleConnections()
+	metricsURL := cfg.URL + "/metrics"
+	before, err := scrapeMetrics(ctx, hc, metricsURL)
+	if err != nil {
+		return WSIdleResult{}, err
+	}
+	wsURL := "ws" + strings.TrimPrefix(cfg.URL, "http") + "/v1/ws"
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	subs, err := dialSubscribers(ctx, wsURL, cfg.Channel, cfg.Conns, cfg.DialParallel)
+	defer func() {
+		for _, s := range subs {
+			s.c.CloseNow()
+		}
+	}()
+	if err != nil {
+		return WSIdleResult{}, err
+	}
+	// Keep reading, so pings are answered, as an idle browser would.
+	var readers sync.WaitGroup
+	for _, s := range subs {
+		readers.Go(func() {
+			for {
+				if _, _, err := s.c.Read(ctx); err != nil {
+					return
+				}
+			}
+		})
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(cfg.Settle):
+	}
+	with, err := scrapeMetrics(ctx, hc, metricsURL)
+	cancel()
+	for _, s := range subs {
+		s.c.CloseNow()
+	}
+	readers.Wait()
+	if err != nil {
+		return WSIdleResult{}, err
+	}
+	res := WSIdleResult{Conns: len(subs), Before: memoryOf(before), With: memoryOf(with)}
+	n := float64(len(subs))
+	res.RSSPerConn = (res.With.RSS - res.Before.RSS) / n / 1024
+	res.HeapPerConn = (res.With.HeapInuse - res.Before.HeapInuse) / n / 1024
+	res.StackPerConn = (res.With.StackInuse - res.Before.StackInuse) / n / 1024
+	res.GoroutinesPerConn = (res.With.Goroutines - res.Before.Goroutines) / n
+	return res, nil
+}

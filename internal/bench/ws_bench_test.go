@@ -1,0 +1,124 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The WebSocket benchmarks run the hub as a separate process (built from
+// ./cmd/duplex), so the load generator's CPU is not counted as the hub's;
+// both are measured over loopback. Run them with
+//
+//	go test -run '^$' -bench 'BenchmarkWS' -benchtime 1x -timeout 30m ./internal/bench
+//
+// and see docs/benchmarks.md (## WebSocket) for figures.
+
+// startHubProcess builds duplex and runs `duplex serve` on 127.0.0.1:0 with
+// args; it returns the hub's base URL and stops the process (by its PID)
+// when b ends.
+func startHubProcess(b *testing.B, args ...string) string {
+	b.Helper()
+	bin := filepath.Join(b.TempDir(), "duplex")
+	build := exec.Command("go", "build", "-o", bin, "../../cmd/duplex")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0", "--log-level", "warn"}, args...)...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		line := sc.Text()
+		if _, rest, ok := strings.Cut(line, "hub listening on "); ok {
+			url, _, _ := strings.Cut(rest, " ")
+			go func() {
+				for sc.Scan() {
+					fmt.Fprintln(os.Stderr, "hub:", sc.Text())
+				}
+			}()
+			return url
+		}
+	}
+	b.Fatalf("hub exited before listening: %v", sc.Err())
+	return ""
+}
+
+// BenchmarkWSFanout: one channel, 1 to 10,000 subscribers, a fixed publish
+// rate each. b.N is ignored: run with -benchtime 1x.
+func BenchmarkWSFanout(b *testing.B) {
+	url := startHubProcess(b, "--publish-rate", "-1")
+	for _, p := range []struct {
+		subs int
+		rate float64
+	}{
+		{1, 1000}, {1, 10000},
+		{100, 1000},
+		{1000, 100}, {1000, 200},
+		{10000, 10}, {10000, 20},
+	} {
+		b.Run(fmt.Sprintf("subs=%d/rate=%g", p.subs, p.rate), func(b *testing.B) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			res, err := RunWSFanout(ctx, WSFanoutConfig{
+				URL: url, Channel: fmt.Sprintf("fan%d_%g", p.subs, p.rate),
+				Subscribers: p.subs, Rate: p.rate,
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(res.DeliveredRate, "deliveries/s")
+			b.ReportMetric(res.Latency.P50/1000, "p50-ms")
+			b.ReportMetric(res.Latency.P99/1000, "p99-ms")
+			b.ReportMetric(res.Latency.Max/1000, "max-ms")
+			b.ReportMetric(res.HubCPUPerMillion, "hub-cpu-s/1M")
+			b.ReportMetric(res.HubCPUPerMillion/1000, "hub-cpu-ms/1k")
+			b.Logf("%+v", res)
+			if res.Delivered < res.Expected {
+				b.Errorf("delivered %d of %d (closed connections: %d)", res.Delivered, res.Expected, res.Closed)
+			}
+		})
+	}
+}
+
+// BenchmarkWSIdleMemory: the hub's memory with 10,000 idle subscribed
+// WebSocket connections against none.
+func BenchmarkWSIdleMemory(b *testing.B) {
+	url := startHubProcess(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	res, err := RunWSIdle(ctx, WSIdleConfig{URL: url, Conns: 10000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(res.RSSPerConn, "rss-KiB/conn")
+	b.ReportMetric(res.HeapPerConn, "heap-KiB/conn")
+	b.ReportMetric(res.StackPerConn, "stack-KiB/conn")
+	b.ReportMetric(res.GoroutinesPerConn, "goroutines/conn")
+	b.ReportMetric(res.Before.RSS/1024, "rss0-KiB")
+	b.ReportMetric(res.With.RSS/1024, "rss10k-KiB")
+	b.Logf("%+v", res)
+}
