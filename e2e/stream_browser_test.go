@@ -42,7 +42,10 @@ type browserES struct {
 
 func startBrowserES(t *testing.T, hubURL, channel string, want int) *browserES {
 	t.Helper()
-	needPeer(t, "node", "/usr/bin/chromium")
+	needBin(t, "node", "/usr/bin/chromium")
+	if out, err := exec.Command("node", "-e", "require.resolve('./node/node_modules/playwright-core')").CombinedOutput(); err != nil {
+		t.Fatalf("npm playwright-core missing in e2e/node: run ./scripts/test (or npm ci in e2e/node): %v %s", err, out)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	b := &browserES{t: t, reports: make(chan esReport, 1024), stderr: &strings.Builder{}}
