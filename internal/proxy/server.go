@@ -248,13 +248,21 @@ type conn struct {
 	nc    net.Conn
 	ip    netip.Addr
 	state atomic.Int32
+	// handedOff is set, by the goroutine serving the handshake, when
+	// another goroutine took the connection over and will close and
+	// untrack it.
+	handedOff bool
 }
 
 // serveConn reads the first byte and hands the connection to the protocol
 // it names.
 func (s *Server) serveConn(c *conn) {
-	defer s.untrack(c)
-	defer c.nc.Close()
+	defer func() {
+		if !c.handedOff {
+			c.nc.Close()
+			s.untrack(c)
+		}
+	}()
 	nc := c.nc
 	nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	var first [1]byte

@@ -442,8 +442,6 @@ func (s *Server) serveSOCKS5(c *conn) {
 func (s *Server) tunnel(c *conn, l *tunnelLog, t target, pending []byte,
 	reply func(bound net.Addr, f failure, err error) error) {
 	c.state.Store(stateActive)
-	s.metrics.active.Add(1)
-	defer s.metrics.active.Add(-1)
 	// The reply must still be writable after a slow dial.
 	c.nc.SetDeadline(time.Now().Add(s.cfg.DialTimeout + s.cfg.HandshakeTimeout))
 	dst, ap, err := s.dialTarget(s.ctx, t)
@@ -462,11 +460,21 @@ func (s *Server) tunnel(c *conn, l *tunnelLog, t target, pending []byte,
 		return
 	}
 	c.nc.SetDeadline(time.Time{})
-	up, down, err := runPump(c.nc, dst, pending, nil, s.cfg.IdleTimeout)
-	dst.Close()
-	l.up, l.down = up, down
-	l.outcome, l.err = tunnelOutcome(err), err
-	s.logTunnel(l)
+	// Hand the connection to fresh goroutines: this one has grown its
+	// stack during the handshake, and an idle tunnel should cost two
+	// small stacks, not that one.
+	c.handedOff = true
+	s.metrics.active.Add(1)
+	s.wg.Go(func() {
+		defer s.untrack(c)
+		defer c.nc.Close()
+		defer s.metrics.active.Add(-1)
+		up, down, err := runPump(c.nc, dst, pending, nil, s.cfg.IdleTimeout)
+		dst.Close()
+		l.up, l.down = up, down
+		l.outcome, l.err = tunnelOutcome(err), err
+		s.logTunnel(l)
+	})
 }
 
 func isEOF(err error) bool {

@@ -1,0 +1,624 @@
+package proxy
+
+// Benchmarks: bulk throughput, tunnel setup rate and latency, memory per
+// idle tunnel — for duplex and, in the same run, for dante (SOCKS) and
+// tinyproxy (HTTP CONNECT) started on 127.0.0.1 with quiet logging.
+// See docs/benchmarks.md for how to run them and the results.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// ---- clients ----
+
+// tunnelKind is how a benchmark client reaches its origin.
+type tunnelKind string
+
+const (
+	kindDirect  tunnelKind = "direct"
+	kindConnect tunnelKind = "connect"
+	kindSOCKS5  tunnelKind = "socks5"
+	kindSOCKS4  tunnelKind = "socks4"
+)
+
+// openTunnel connects to origin ("ip:port") directly or through the proxy
+// at proxyAddr, and returns once the tunnel is ready.
+func openTunnel(kind tunnelKind, proxyAddr, origin string) (*net.TCPConn, error) {
+	if kind == kindDirect {
+		c, err := net.Dial("tcp", origin)
+		if err != nil {
+			return nil, err
+		}
+		return c.(*net.TCPConn), nil
+	}
+	nc, err := net.Dial("tcp", proxyAddr)
+	if err != nil {
+		return nil, err
+	}
+	c := nc.(*net.TCPConn)
+	if err := handshake(kind, c, origin); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func handshake(kind tunnelKind, c *net.TCPConn, origin string) error {
+	ap := netip.MustParseAddrPort(origin)
+	ip4 := ap.Addr().As4()
+	port := []byte{byte(ap.Port() >> 8), byte(ap.Port())}
+	switch kind {
+	case kindConnect:
+		if _, err := fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", origin, origin); err != nil {
+			return err
+		}
+		// Read the head without reading past it.
+		var head []byte
+		var b [256]byte
+		for !bytes.HasSuffix(head, []byte("\r\n\r\n")) {
+			n, err := c.Read(b[:])
+			if err != nil {
+				return fmt.Errorf("CONNECT: %w (%q)", err, head)
+			}
+			head = append(head, b[:n]...)
+		}
+		if !bytes.HasPrefix(head, []byte("HTTP/1.1 200")) && !bytes.HasPrefix(head, []byte("HTTP/1.0 200")) {
+			return fmt.Errorf("CONNECT: %q", head)
+		}
+	case kindSOCKS5:
+		if _, err := c.Write([]byte{5, 1, 0}); err != nil {
+			return err
+		}
+		var b [10]byte
+		if _, err := io.ReadFull(c, b[:2]); err != nil || b[1] != 0 {
+			return fmt.Errorf("socks5 method: %v %v", b[:2], err)
+		}
+		req := append([]byte{5, 1, 0, 1}, ip4[:]...)
+		if _, err := c.Write(append(req, port...)); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(c, b[:10]); err != nil || b[1] != 0 {
+			return fmt.Errorf("socks5 reply: %v %v", b, err)
+		}
+	case kindSOCKS4:
+		req := append([]byte{4, 1}, port...)
+		req = append(req, ip4[:]...)
+		if _, err := c.Write(append(req, 0)); err != nil {
+			return err
+		}
+		var b [8]byte
+		if _, err := io.ReadFull(c, b[:]); err != nil || b[1] != 0x5a {
+			return fmt.Errorf("socks4 reply: %v %v", b, err)
+		}
+	}
+	return nil
+}
+
+// ---- servers under test ----
+
+// benchProxy is one proxy a benchmark measures.
+type benchProxy struct {
+	name  string
+	addr  string
+	kinds []tunnelKind
+	pid   int // for memory; 0 means this process
+}
+
+func benchLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func startDuplex(b *testing.B) benchProxy {
+	p := startProxy(b, Config{Allow: loopback, Logger: benchLogger(), MaxConns: -1, MaxConnsPerClient: -1})
+	return benchProxy{name: "duplex", addr: p.addr, kinds: []tunnelKind{kindConnect, kindSOCKS5, kindSOCKS4}}
+}
+
+// freePort returns a port that was free a moment ago on 127.0.0.1.
+func freePort(b testing.TB) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startExternal runs a reference proxy in the foreground and waits until
+// its port accepts connections.
+func startExternal(b testing.TB, name string, port int, bin string, args ...string) *exec.Cmd {
+	b.Helper()
+	if _, err := exec.LookPath(bin); err != nil {
+		b.Fatalf("%s not installed (Debian package: see PEERS.md): %v", bin, err)
+	}
+	cmd := exec.Command(bin, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	b.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return cmd
+		}
+		select {
+		case <-done:
+			b.Fatalf("%s exited: %s", name, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%s did not listen on %s: %s", name, addr, out.String())
+		}
+		time.Sleep(10 * time.Millisecond) // polling for a foreign process
+	}
+}
+
+func startDante(b testing.TB) benchProxy {
+	dir := b.TempDir()
+	port := freePort(b)
+	conf := fmt.Sprintf(`logoutput: /dev/null
+internal: 127.0.0.1 port = %d
+external: 127.0.0.1
+clientmethod: none
+socksmethod: none
+user.privileged: root
+user.unprivileged: nobody
+client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }
+socks pass { from: 127.0.0.0/8 to: 0.0.0.0/0 command: connect }
+`, port)
+	cf := filepath.Join(dir, "danted.conf")
+	os.WriteFile(cf, []byte(conf), 0o644)
+	cmd := startExternal(b, "danted", port, "danted", "-f", cf, "-p", filepath.Join(dir, "danted.pid"))
+	return benchProxy{name: "dante", addr: fmt.Sprintf("127.0.0.1:%d", port),
+		kinds: []tunnelKind{kindSOCKS5, kindSOCKS4}, pid: cmd.Process.Pid}
+}
+
+func startTinyproxy(b testing.TB) benchProxy {
+	dir := b.TempDir()
+	port := freePort(b)
+	conf := fmt.Sprintf(`Port %d
+Listen 127.0.0.1
+Timeout 600
+MaxClients 20000
+LogLevel Critical
+LogFile "/dev/null"
+PidFile "%s/tinyproxy.pid"
+DisableViaHeader Yes
+Allow 127.0.0.1
+`, port, dir)
+	cf := filepath.Join(dir, "tinyproxy.conf")
+	os.WriteFile(cf, []byte(conf), 0o644)
+	cmd := startExternal(b, "tinyproxy", port, "tinyproxy", "-d", "-c", cf)
+	return benchProxy{name: "tinyproxy", addr: fmt.Sprintf("127.0.0.1:%d", port),
+		kinds: []tunnelKind{kindConnect}, pid: cmd.Process.Pid}
+}
+
+// ---- origins ----
+
+// benchOrigin accepts connections and runs fn on each; its goroutines
+// end when the benchmark does.
+func benchOrigin(b *testing.B, fn func(*net.TCPConn)) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]struct{}{}
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns[c] = struct{}{}
+			mu.Unlock()
+			wg.Go(func() {
+				fn(c.(*net.TCPConn))
+				c.Close()
+				mu.Lock()
+				delete(conns, c)
+				mu.Unlock()
+			})
+		}
+	})
+	b.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+// ---- throughput ----
+
+const chunk = 1 << 20
+
+// BenchmarkThroughput sends one bulk stream (b.N MiB) through each proxy
+// and protocol, and directly as the baseline. Compare the MB/s columns.
+func BenchmarkThroughput(b *testing.B) {
+	received := make(chan int64, 1)
+	sink := benchOrigin(b, func(c *net.TCPConn) {
+		buf := make([]byte, 256<<10)
+		var n int64
+		for {
+			k, err := c.Read(buf)
+			n += int64(k)
+			if err != nil {
+				break
+			}
+		}
+		received <- n
+	})
+	proxies := []benchProxy{{name: "direct", kinds: []tunnelKind{kindDirect}}, startDuplex(b), startDante(b), startTinyproxy(b)}
+	for _, p := range proxies {
+		for _, kind := range p.kinds {
+			name := p.name
+			if kind != kindDirect {
+				name += "-" + string(kind)
+			}
+			b.Run(name, func(b *testing.B) {
+				c, err := openTunnel(kind, p.addr, sink)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.Close()
+				buf := make([]byte, chunk)
+				b.SetBytes(chunk)
+				b.ResetTimer()
+				for range b.N {
+					if _, err := c.Write(buf); err != nil {
+						b.Fatal(err)
+					}
+				}
+				c.CloseWrite()
+				n := <-received
+				b.StopTimer()
+				if n != int64(b.N)*chunk {
+					b.Fatalf("sink got %d bytes, want %d", n, int64(b.N)*chunk)
+				}
+			})
+		}
+	}
+}
+
+// ---- setup rate and latency ----
+
+// BenchmarkSetup opens b.N tunnels from 50 concurrent clients; each setup
+// is connect + handshake + one byte echoed through the tunnel. It reports
+// setups/s and p50/p99 setup latency.
+func BenchmarkSetup(b *testing.B) {
+	// The origin closes first and clients close with a reset, so TIME_WAIT
+	// sockets pile up only on the origin's listening port and not on
+	// ephemeral ports, which tens of thousands of setups would exhaust.
+	echo := benchOrigin(b, func(c *net.TCPConn) {
+		var x [1]byte
+		if _, err := c.Read(x[:]); err != nil {
+			return
+		}
+		c.Write(x[:])
+	})
+	proxies := []benchProxy{{name: "direct", kinds: []tunnelKind{kindDirect}}, startDuplex(b), startDante(b), startTinyproxy(b)}
+	const clients = 50
+	for _, p := range proxies {
+		for _, kind := range p.kinds {
+			name := p.name
+			if kind != kindDirect {
+				name += "-" + string(kind)
+			}
+			b.Run(name, func(b *testing.B) {
+				var next, failed atomic.Int64
+				var firstFail atomic.Value
+				lat := make([][]time.Duration, clients)
+				errc := make(chan error, clients)
+				b.ResetTimer()
+				start := time.Now()
+				for w := range clients {
+					go func() {
+						var err error
+						defer func() { errc <- err }()
+						for next.Add(1) <= int64(b.N) {
+							t0 := time.Now()
+							c, derr := openTunnel(kind, p.addr, echo)
+							if derr != nil {
+								// A refused setup is counted, not fatal: the
+								// reference proxies refuse some under load.
+								failed.Add(1)
+								firstFail.CompareAndSwap(nil, derr.Error())
+								continue
+							}
+							var x [1]byte
+							c.Write([]byte{'x'})
+							if _, err = io.ReadFull(c, x[:]); err != nil {
+								c.Close()
+								return
+							}
+							lat[w] = append(lat[w], time.Since(t0))
+							c.SetLinger(0)
+							c.Close()
+						}
+					}()
+				}
+				var firstErr error
+				for range clients {
+					if err := <-errc; err != nil && firstErr == nil {
+						firstErr = err
+					}
+				}
+				elapsed := time.Since(start)
+				b.StopTimer()
+				if firstErr != nil {
+					b.Fatal(firstErr)
+				}
+				if f := failed.Load(); f > 0 {
+					b.Logf("%d of %d setups failed, first: %v", f, b.N, firstFail.Load())
+					if f > int64(b.N)/10 {
+						b.Fatalf("more than 10%% of setups failed")
+					}
+				}
+				all := slices.Concat(lat...)
+				slices.Sort(all)
+				b.ReportMetric(float64(len(all))/elapsed.Seconds(), "setups/s")
+				b.ReportMetric(float64(failed.Load()), "failed")
+				b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
+				b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
+			})
+		}
+	}
+}
+
+// ---- memory per idle tunnel ----
+
+// idleTunnels is how many tunnels BenchmarkIdleTunnelMemory holds open.
+// Each costs two descriptors in this process (client end, origin end) and
+// two in the proxy, against a limit of 20,000 per process here; set
+// DUPLEX_BENCH_TUNNELS to change it.
+func idleTunnels() int {
+	if n, err := strconv.Atoi(os.Getenv("DUPLEX_BENCH_TUNNELS")); err == nil && n > 0 {
+		return n
+	}
+	return 5000
+}
+
+// BenchmarkIdleTunnelMemory measures the memory of a proxy process per
+// idle tunnel: each tunnel echoes one byte (so it has carried traffic),
+// then sits idle. The measure is the growth of the proxy's proportional
+// set size (PSS, summed over its processes) between a warmed-up baseline
+// and N open tunnels. duplex runs in a child process (this test binary),
+// so its figure is comparable with the C proxies'.
+func BenchmarkIdleTunnelMemory(b *testing.B) {
+	n := idleTunnels()
+	echo := benchOrigin(b, func(c *net.TCPConn) {
+		var x [1]byte
+		if _, err := c.Read(x[:]); err != nil {
+			return
+		}
+		c.Write(x[:])
+		c.Read(x[:])
+	})
+	child := startDuplexChild(b)
+	dante := startDante(b)
+	tiny := startTinyproxy(b)
+	for _, tc := range []struct {
+		p    benchProxy
+		kind tunnelKind
+		gc   func() string
+	}{
+		{child.benchProxy, kindSOCKS5, child.gc},
+		{child.benchProxy, kindConnect, child.gc},
+		{dante, kindSOCKS5, nil},
+		{tiny, kindConnect, nil},
+	} {
+		b.Run(tc.p.name+"-"+string(tc.kind), func(b *testing.B) {
+			open := func(k int) []*net.TCPConn {
+				cs := make([]*net.TCPConn, 0, k)
+				for range k {
+					c, err := openTunnel(tc.kind, tc.p.addr, echo)
+					if err != nil {
+						b.Fatalf("tunnel %d: %v", len(cs), err)
+					}
+					var x [1]byte
+					c.Write([]byte{'x'})
+					if _, err := io.ReadFull(c, x[:]); err != nil {
+						b.Fatalf("tunnel %d echo: %v", len(cs), err)
+					}
+					cs = append(cs, c)
+				}
+				return cs
+			}
+			closeAll := func(cs []*net.TCPConn) {
+				for _, c := range cs {
+					c.SetLinger(0)
+					c.Close()
+				}
+			}
+			// Warm up: let the proxy reach its steady state (pools, forked
+			// children, runtime structures) with a few hundred tunnels.
+			closeAll(open(500))
+			settle(tc.gc)
+			base := pss(b, tc.p.pid)
+			cs := open(n)
+			settle(tc.gc)
+			full := pss(b, tc.p.pid)
+			stats := ""
+			if tc.gc != nil {
+				stats = tc.gc()
+			}
+			closeAll(cs)
+			per := float64(full-base) / float64(n)
+			b.ReportMetric(per/1024, "KiB/tunnel")
+			b.ReportMetric(float64(n), "tunnels")
+			b.Logf("%s %s: PSS %d KiB → %d KiB with %d idle tunnels: %.1f KiB each %s",
+				tc.p.name, tc.kind, base>>10, full>>10, n, per/1024, stats)
+			// Let the proxy drop them before the next round.
+			settle(tc.gc)
+		})
+	}
+}
+
+// settle gives a proxy time to finish reacting to a burst of opens or
+// closes (there is no ready signal from a foreign process), then runs a GC
+// in the duplex child.
+func settle(gc func() string) {
+	time.Sleep(500 * time.Millisecond) // a foreign process has no signal to wait for
+	if gc != nil {
+		gc()
+	}
+}
+
+// pss returns the proportional set size in bytes of pid and all its
+// descendants.
+func pss(b testing.TB, pid int) int64 {
+	b.Helper()
+	children := map[int][]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		s := string(st)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) > 1 {
+			pp, _ := strconv.Atoi(f[1])
+			children[pp] = append(children[pp], p)
+		}
+	}
+	var total int64
+	var walk func(int)
+	walk = func(p int) {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", p))
+		if err == nil {
+			for _, line := range strings.Split(string(data), "\n") {
+				if strings.HasPrefix(line, "Pss:") {
+					kb, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+					total += kb << 10
+				}
+			}
+		}
+		for _, c := range children[p] {
+			walk(c)
+		}
+	}
+	walk(pid)
+	if total == 0 {
+		b.Fatalf("no PSS for pid %d", pid)
+	}
+	return total
+}
+
+// duplexChild is the proxy running in a child process.
+type duplexChild struct {
+	benchProxy
+	gc func() string
+}
+
+const childEnv = "DUPLEX_PROXY_BENCH_CHILD"
+
+// startDuplexChild re-runs this test binary as a bare proxy process.
+func startDuplexChild(b *testing.B) duplexChild {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=1")
+	cmd.Stderr = os.Stderr
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	out := bufio.NewReader(stdout)
+	line, err := out.ReadString('\n')
+	if err != nil {
+		b.Fatalf("child: %v", err)
+	}
+	var mu sync.Mutex
+	gc := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		io.WriteString(stdin, "gc\n")
+		s, _ := out.ReadString('\n')
+		return strings.TrimSpace(s)
+	}
+	return duplexChild{benchProxy{name: "duplex", addr: strings.TrimSpace(line), pid: cmd.Process.Pid}, gc}
+}
+
+// runBenchChild is the child's main: serve a proxy, print its address,
+// answer "gc" lines with runtime figures, exit when stdin closes.
+func runBenchChild() {
+	s, err := New(Config{Allow: loopback, Logger: benchLogger(), MaxConns: -1, MaxConnsPerClient: -1})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	go s.Serve(ln)
+	fmt.Println(ln.Addr())
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		runtime.GC()
+		debug.FreeOSMemory()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		fmt.Printf("(heap in use %d KiB, stacks %d KiB, %d goroutines)\n",
+			ms.HeapInuse>>10, ms.StackInuse>>10, runtime.NumGoroutine())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		os.Exit(1)
+	}
+}
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		runBenchChild()
+		return
+	}
+	os.Exit(m.Run())
+}
