@@ -167,14 +167,33 @@ func (s *Server) resolve(ctx context.Context, t target) ([]netip.Addr, error) {
 	}
 	ok := addrs[:0:0]
 	for _, a := range addrs {
-		if s.acl.allowed(a) {
-			ok = append(ok, a.Unmap().WithZone(""))
+		a = a.Unmap().WithZone("")
+		if s.acl.allowed(a) && !s.isSelf(netip.AddrPortFrom(a, t.port)) {
+			ok = append(ok, a)
 		}
 	}
 	if len(ok) == 0 {
 		return nil, &dialError{failForbidden, fmt.Errorf("%s: %w", t.host, errForbidden)}
 	}
 	return ok, nil
+}
+
+// isSelf reports whether ap is one of the server's own listeners: with
+// private destinations allowed, a client could otherwise make the proxy
+// connect to itself over and over.
+func (s *Server) isSelf(ap netip.AddrPort) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ln := range s.listeners {
+		la := addrPortOf(ln.Addr())
+		if la.Port() != ap.Port() {
+			continue
+		}
+		if l := la.Addr().Unmap(); l == ap.Addr() || l.IsUnspecified() && (ap.Addr().IsLoopback() || ap.Addr().IsUnspecified()) {
+			return true
+		}
+	}
+	return false
 }
 
 // dialTarget resolves and checks t, then connects to the first allowed

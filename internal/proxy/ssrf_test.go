@@ -260,3 +260,13 @@ func TestNameWithMixedAddresses(t *testing.T) {
 		t.Errorf("unresolvable name: reply %#x, want 0x04", rep)
 	}
 }
+
+// TestNoSelfLoop: even with private destinations allowed, the proxy does
+// not connect to itself.
+func TestNoSelfLoop(t *testing.T) {
+	checkLeaks(t)
+	p := startProxy(t, Config{AllowPrivate: true})
+	if _, code := httpConnectDial(t, p.addr, p.addr); code != 403 {
+		t.Fatalf("CONNECT to itself: %d, want 403", code)
+	}
+}
