@@ -25,7 +25,7 @@ func runProxy(ctx context.Context, stdio Stdio, args []string) error {
 	fs := newFlagSet(stdio, "proxy", "[flags]")
 	listen := fs.String("listen", envOr("DUPLEX_PROXY_LISTEN", "127.0.0.1:1080"), "address to listen on (HTTP, SOCKS4/4a and SOCKS5 on one port)")
 	var auths, allows, upstreams listFlag
-	fs.Var(&auths, "auth", "require `user:pass` (repeatable); SOCKS4 is refused while auth is on")
+	fs.Var(&auths, "auth", "require `user:pass` (repeatable; or DUPLEX_PROXY_AUTH=u1:p1,u2:p2); SOCKS4 is refused while auth is on")
 	fs.Var(&allows, "allow", "let clients reach this private `CIDR` (repeatable)")
 	fs.Var(&upstreams, "upstream", "chain through this proxy `URL`, http:// or socks5:// (repeatable, round-robin)")
 	allowPrivate := fs.Bool("allow-private", false, "let clients reach loopback, private and link-local destinations")
@@ -66,6 +66,12 @@ func runProxy(ctx context.Context, stdio Stdio, args []string) error {
 	}
 	if *maxPerClient == 0 {
 		cfg.MaxConnsPerClient = -1
+	}
+	if len(auths) == 0 {
+		// From the environment, so passwords need not show in ps.
+		if v := envOr("DUPLEX_PROXY_AUTH", ""); v != "" {
+			auths = strings.Split(v, ",")
+		}
 	}
 	for _, a := range auths {
 		u, p, ok := strings.Cut(a, ":")
