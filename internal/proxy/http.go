@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -88,6 +89,7 @@ func (s *Server) serveHTTP(c *conn, first byte) {
 		if !s.authorizeHTTP(h, l) {
 			writeHTTPError(c.nc, http.StatusProxyAuthRequired, "proxy authentication required",
 				[]string{`Proxy-Authenticate: Basic realm="duplex"`})
+			lingerClose(c.nc)
 			l.outcome = "auth_failed"
 			s.logTunnel(l)
 			return
@@ -322,60 +324,63 @@ func (s *Server) forward(c *conn, br *bufio.Reader, h *requestHead, l *tunnelLog
 		o.close()
 		o = nil
 	}
-	if o == nil {
-		c.nc.SetDeadline(time.Now().Add(s.cfg.DialTimeout + s.cfg.HandshakeTimeout))
-		nc, ap, err := s.dialTarget(s.ctx, t)
-		if err != nil {
-			f := failureOf(err)
-			return fail(f.httpStatus(), f.String(), err)
-		}
-		o = &origin{t: t, addr: ap.String(), nc: nc, br: getReader(nc)}
-	}
-	l.addr = o.addr
-	c.nc.SetDeadline(time.Time{})
-	s.setIdleDeadline(o.nc)
-	if _, err := o.nc.Write(head.Bytes()); err != nil {
-		return fail(http.StatusBadGateway, "origin_write_failed", err)
-	}
-
-	if h.chunked || h.contentLength > 0 {
-		bodyRunning = true
-		go func() {
-			n, err := s.copyRequestBody(o.nc, c.nc, br, h)
-			l.up = n
-			bodyc <- err
-		}()
-	}
+	hasBody := h.chunked || h.contentLength > 0
 	defer func() {
 		if bodyRunning { // an early return: this connection is done
 			c.nc.Close()
 			<-bodyc
 		}
 	}()
-
 	var resp *http.Response
-	for {
-		s.setIdleDeadline(o.nc)
-		resp, err = http.ReadResponse(o.br, &http.Request{Method: h.method})
-		if err != nil {
-			return fail(http.StatusBadGateway, "origin_failed", err)
+	for attempt := 0; ; attempt++ {
+		reused := o != nil
+		if o == nil {
+			c.nc.SetDeadline(time.Now().Add(s.cfg.DialTimeout + s.cfg.HandshakeTimeout))
+			nc, ap, err := s.dialTarget(s.ctx, t)
+			if err != nil {
+				f := failureOf(err)
+				return fail(f.httpStatus(), f.String(), err)
+			}
+			o = &origin{t: t, addr: ap.String(), nc: nc, br: getReader(nc)}
 		}
-		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+		l.addr = o.addr
+		c.nc.SetDeadline(time.Time{})
+		// A kept-alive origin connection may have been closed by the
+		// origin meanwhile; a request without a body that found it dead
+		// before any answer is sent once more on a fresh connection.
+		retry := reused && !hasBody && attempt == 0
+		s.setIdleDeadline(o.nc)
+		if _, err := o.nc.Write(head.Bytes()); err != nil {
+			if retry {
+				o.close()
+				o = nil
+				continue
+			}
+			return fail(http.StatusBadGateway, "origin_write_failed", err)
+		}
+		if hasBody {
+			bodyRunning = true
+			oc := o.nc
+			go func() {
+				n, err := s.copyRequestBody(oc, c.nc, br, h)
+				l.up = n
+				bodyc <- err
+			}()
+		}
+		resp, err = s.readResponse(c, o, h)
+		if err == nil {
 			break
 		}
-		// 1xx interim responses go to HTTP/1.1 clients as they come.
-		if h.minor == 1 {
-			var ih bytes.Buffer
-			fmt.Fprintf(&ih, "HTTP/1.1 %s\r\n", resp.Status)
-			removeHopByHop(resp.Header)
-			resp.Header.Write(&ih)
-			ih.WriteString("\r\n")
-			s.setIdleDeadline(c.nc)
-			if _, err := c.nc.Write(ih.Bytes()); err != nil {
-				o.close()
-				return false, nil
-			}
+		if errors.Is(err, errClientGone) {
+			o.close()
+			return false, nil
 		}
+		if retry && (isEOF(err) || errors.Is(err, syscall.ECONNRESET)) {
+			o.close()
+			o = nil
+			continue
+		}
+		return fail(http.StatusBadGateway, "origin_failed", err)
 	}
 	l.status = resp.StatusCode
 
@@ -476,6 +481,36 @@ func (s *Server) forward(c *conn, br *bufio.Reader, h *requestHead, l *tunnelLog
 	return clientKeep, o
 }
 
+// errClientGone means the client could not be written to.
+var errClientGone = errors.New("client gone")
+
+// readResponse reads the origin's final response, passing 1xx interim
+// responses to HTTP/1.1 clients as they come.
+func (s *Server) readResponse(c *conn, o *origin, h *requestHead) (*http.Response, error) {
+	for {
+		s.setIdleDeadline(o.nc)
+		resp, err := http.ReadResponse(o.br, &http.Request{Method: h.method})
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			return resp, nil
+		}
+		if h.minor == 1 {
+			var ih bytes.Buffer
+			fmt.Fprintf(&ih, "HTTP/1.1 %s\r\n", resp.Status)
+			removeHopByHop(resp.Header)
+			resp.Header.Write(&ih)
+			ih.WriteString("\r\n")
+			s.setIdleDeadline(c.nc)
+			if _, err := c.nc.Write(ih.Bytes()); err != nil {
+				return nil, fmt.Errorf("%w: %v", errClientGone, err)
+			}
+		}
+	}
+}
+
+// setIdleDeadline sets both deadlines of nc an idle timeout from now.
 func (s *Server) setIdleDeadline(nc net.Conn) {
 	if s.cfg.IdleTimeout > 0 {
 		nc.SetDeadline(time.Now().Add(s.cfg.IdleTimeout))

@@ -364,3 +364,33 @@ func waitIdle(t testing.TB, p *testProxy) {
 		time.Sleep(2 * time.Millisecond) // polling interval
 	}
 }
+
+// TestOriginClosedKeepAlive: an origin that closes its kept-alive
+// connection after each answer; the proxy retries a bodiless request on a
+// fresh connection instead of answering 502.
+func TestOriginClosedKeepAlive(t *testing.T) {
+	checkLeaks(t)
+	o := rawOrigin(t, func(c net.Conn) {
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		body := "hello " + req.URL.Path
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		// and close without saying so
+	})
+	p := startProxy(t, Config{Allow: loopback})
+	c := dialProxy(t, p.addr)
+	br := bufio.NewReader(c)
+	for i := range 3 {
+		fmt.Fprintf(c, "GET http://%s/r%d HTTP/1.1\r\nHost: x\r\n\r\n", o, i)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(b) != fmt.Sprintf("hello /r%d", i) {
+			t.Fatalf("request %d: %s %q", i, resp.Status, b)
+		}
+	}
+}
