@@ -131,7 +131,9 @@ func RunWSFanout(ctx context.Context, cfg WSFanoutConfig) (WSFanoutResult, error
 		readers.Go(func() {
 			buf := make([]byte, 0, 2*cfg.Size+256)
 			for {
-				_, r, err := s.c.Reader(ctx)
+				// No deadline on reads (a ctx with one costs a timer per
+				// message); the run ends them by closing the connection.
+				_, r, err := s.c.Reader(context.Background())
 				if err != nil {
 					if ctx.Err() == nil {
 						closed.Add(1)
@@ -168,7 +170,7 @@ func RunWSFanout(ctx context.Context, cfg WSFanoutConfig) (WSFanoutResult, error
 	var pubReader sync.WaitGroup
 	pubReader.Go(func() {
 		for {
-			_, b, err := pub.Read(ctx)
+			_, b, err := pub.Read(context.Background())
 			if err != nil {
 				return
 			}
@@ -220,7 +222,7 @@ func RunWSFanout(ctx context.Context, cfg WSFanoutConfig) (WSFanoutResult, error
 			frame = append(frame, `,"p":"`...)
 			frame = append(frame, pad...)
 			frame = append(frame, `"}}`...)
-			if err := pub.Write(ctx, websocket.MessageText, frame); err != nil {
+			if err := pub.Write(context.Background(), websocket.MessageText, frame); err != nil {
 				return WSFanoutResult{}, fmt.Errorf("publish: %w", err)
 			}
 			if measuring {
@@ -395,7 +397,9 @@ type WSIdleConfig struct {
 	// Channel every connection subscribes to. Empty means "wsidle".
 	Channel string
 	// Settle is how long to wait, connections open and idle, before
-	// measuring. Zero means 5s.
+	// measuring. Zero means 5s. Over 2 minutes, the hub's runtime has
+	// run a forced GC by then, so garbage from the connection setup is
+	// not counted as live heap.
 	Settle time.Duration
 	// DialParallel bounds the connections opened at once. Zero means 50.
 	DialParallel int
@@ -409,22 +413,23 @@ type WSIdleResult struct {
 	// go_memstats_heap_inuse_bytes, go_memstats_stack_inuse_bytes and
 	// go_goroutines.
 	Before, With WSMemory
-	// RSSPerConn, HeapPerConn and StackPerConn are the differences over
-	// Conns, in KiB.
-	RSSPerConn, HeapPerConn, StackPerConn float64
+	// RSSPerConn, HeapPerConn (in use), LivePerConn (heap allocated)
+	// and StackPerConn are the differences over Conns, in KiB.
+	RSSPerConn, HeapPerConn, LivePerConn, StackPerConn float64
 	// GoroutinesPerConn is the difference in goroutines over Conns.
 	GoroutinesPerConn float64
 }
 
 // WSMemory is a hub's memory at one moment.
 type WSMemory struct {
-	RSS, HeapInuse, StackInuse, Goroutines float64
+	RSS, HeapInuse, HeapAlloc, StackInuse, Goroutines, GCs float64
 }
 
 func memoryOf(m map[string]float64) WSMemory {
 	return WSMemory{
 		RSS: m["process_resident_memory_bytes"], HeapInuse: m["go_memstats_heap_inuse_bytes"],
-		StackInuse: m["go_memstats_stack_inuse_bytes"], Goroutines: m["go_goroutines"],
+		HeapAlloc: m["go_memstats_heap_alloc_bytes"], StackInuse: m["go_memstats_stack_inuse_bytes"],
+		Goroutines: m["go_goroutines"], GCs: m["go_gc_duration_seconds_count"],
 	}
 }
 
@@ -491,6 +496,7 @@ func RunWSIdle(ctx context.Context, cfg WSIdleConfig) (WSIdleResult, error) {
 	res.RSSPerConn = (res.With.RSS - res.Before.RSS) / n / 1024
 	res.HeapPerConn = (res.With.HeapInuse - res.Before.HeapInuse) / n / 1024
 	res.StackPerConn = (res.With.StackInuse - res.Before.StackInuse) / n / 1024
+	res.LivePerConn = (res.With.HeapAlloc - res.Before.HeapAlloc) / n / 1024
 	res.GoroutinesPerConn = (res.With.Goroutines - res.Before.Goroutines) / n
 	return res, nil
 }
