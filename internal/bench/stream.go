@@ -1,0 +1,423 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The SSE and NDJSON fan-out workloads: Subscribers raw HTTP/1.1
+// connections reading /v1/sse or /v1/stream on one channel, and one
+// keep-alive publisher POSTing to it at a fixed rate. Readers are lean (a
+// line scanner over the chunked body, no full decode) so that the load
+// generator leaves the hub as much of the machine as it can.
+
+// StreamFanoutConfig configures one run. The zero value of each field but
+// URL is usable.
+type StreamFanoutConfig struct {
+	// URL is the hub's base URL, http://127.0.0.1:8080 say. Required.
+	URL string
+	// Transport is "sse" or "stream" (NDJSON). Empty means "sse".
+	Transport string
+	// Channel is the channel used. Empty means "streambench".
+	Channel string
+	// Subscribers is the number of reading connections. Zero means 1.
+	Subscribers int
+	// Rate is the publishes per second. Zero means 100.
+	Rate float64
+	// Duration is the measured time; Warmup runs before it, unmeasured.
+	// Zero means 10s and 2s.
+	Duration, Warmup time.Duration
+	// Size is the size of each publication's data, in bytes (at least
+	// 40). Zero means 100.
+	Size int
+	// DialParallel bounds the connections opened at once. Zero means 50.
+	DialParallel int
+}
+
+func (c StreamFanoutConfig) withDefaults() StreamFanoutConfig {
+	if c.Transport == "" {
+		c.Transport = "sse"
+	}
+	if c.Channel == "" {
+		c.Channel = "streambench"
+	}
+	c.Subscribers = max(c.Subscribers, 1)
+	if c.Rate <= 0 {
+		c.Rate = 100
+	}
+	if c.Duration <= 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.Warmup <= 0 {
+		c.Warmup = 2 * time.Second
+	}
+	if c.Size <= 0 {
+		c.Size = 100
+	}
+	c.Size = max(c.Size, 40)
+	if c.DialParallel <= 0 {
+		c.DialParallel = 50
+	}
+	return c
+}
+
+// StreamFanoutResult is what a fan-out run measured. Its fields mean what
+// WSFanoutResult's do, so the transports compare line by line.
+type StreamFanoutResult struct {
+	Transport     string  `json:"transport"`
+	Subscribers   int     `json:"subscribers"`
+	Rate          float64 `json:"publish_rate"`
+	Seconds       float64 `json:"seconds"`
+	Published     int64   `json:"published"`
+	Delivered     int64   `json:"delivered"`
+	Expected      int64   `json:"expected"`
+	DeliveredRate float64 `json:"delivered_per_sec"`
+	// Latency is publish (the load generator's clock, just before the
+	// POST is written) to the line's arrival at a reader.
+	Latency LatencySummary `json:"latency"`
+	// HubCPU is the hub's CPU time over the measured time and the drain
+	// after it (process_cpu_seconds_total of its /metrics: its own
+	// /proc/<pid>/stat), HubCPUPerMillion that per million deliveries.
+	HubCPU           float64 `json:"hub_cpu_seconds"`
+	HubCPUPerMillion float64 `json:"hub_cpu_seconds_per_million"`
+	Closed           int64   `json:"closed"`
+}
+
+// streamReader is one reading connection.
+type streamReader struct {
+	conn net.Conn
+	body *bufio.Reader
+}
+
+// openStream opens a raw HTTP/1.1 GET of path on the hub at base and reads
+// the response head. The body reader yields the de-chunked stream.
+func openStream(ctx context.Context, base, path string) (*streamReader, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return nil, err
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", u.Host)
+	if err != nil {
+		return nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: */*\r\n\r\n", path, u.Host); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	br := bufio.NewReaderSize(conn, 4096)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("GET %s: %w", path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		conn.Close()
+		return nil, fmt.Errorf("GET %s: %s: %s", path, resp.Status, b)
+	}
+	return &streamReader{conn: conn, body: bufio.NewReaderSize(resp.Body, 4096)}, nil
+}
+
+// openStreams opens n streams of path, at most parallel at once.
+func openStreams(ctx context.Context, base, path string, n, parallel int) ([]*streamReader, error) {
+	rs := make([]*streamReader, n)
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	for i := range rs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			r, err := openStream(dctx, base, path)
+			if err != nil {
+				firstErr.CompareAndSwap(nil, fmt.Errorf("stream %d: %w", i, err))
+				return
+			}
+			rs[i] = r
+		})
+	}
+	wg.Wait()
+	out := rs[:0]
+	for _, r := range rs {
+		if r != nil {
+			out = append(out, r)
+		}
+	}
+	if err, _ := firstErr.Load().(error); err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+func closeStreams(rs []*streamReader) {
+	for _, r := range rs {
+		r.conn.Close()
+	}
+}
+
+// RunStreamFanout runs the SSE or NDJSON fan-out workload once. It returns
+// when the measured time is over and the deliveries of its publications
+// have arrived (or 10s after that).
+func RunStreamFanout(ctx context.Context, cfg StreamFanoutConfig) (StreamFanoutResult, error) {
+	cfg = cfg.withDefaults()
+	if cfg.Transport != "sse" && cfg.Transport != "stream" {
+		return StreamFanoutResult{}, fmt.Errorf("transport %q: want sse or stream", cfg.Transport)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	rs, err := openStreams(ctx, cfg.URL, "/v1/"+cfg.Transport+"?channel="+url.QueryEscape(cfg.Channel), cfg.Subscribers, cfg.DialParallel)
+	defer closeStreams(rs)
+	if err != nil {
+		return StreamFanoutResult{}, err
+	}
+
+	var winStart, winEnd atomic.Int64
+	winStart.Store(1<<63 - 1)
+	winEnd.Store(1<<63 - 1)
+	var delivered, closed atomic.Int64
+	shards := make([]struct {
+		mu sync.Mutex
+		l  *Latency
+	}, 32)
+	for i := range shards {
+		shards[i].l = NewLatency()
+	}
+	var readers sync.WaitGroup
+	for i, r := range rs {
+		sh := &shards[i%len(shards)]
+		readers.Go(func() {
+			for {
+				line, err := r.body.ReadSlice('\n')
+				if err != nil && err != bufio.ErrBufferFull {
+					if ctx.Err() == nil {
+						closed.Add(1)
+					}
+					return
+				}
+				now := time.Now().UnixNano()
+				t, ok := stampOf(line)
+				if !ok || t < winStart.Load() || t >= winEnd.Load() {
+					continue
+				}
+				delivered.Add(1)
+				sh.mu.Lock()
+				sh.l.Record(time.Duration(now - t))
+				sh.mu.Unlock()
+			}
+		})
+	}
+
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	defer hc.CloseIdleConnections()
+	metricsURL := cfg.URL + "/metrics"
+	pubURL := cfg.URL + "/v1/channels/" + url.PathEscape(cfg.Channel) + "/messages"
+	pad := strings.Repeat("x", cfg.Size-40)
+
+	var sent, published int64
+	begin := time.Now()
+	measureAt := begin.Add(cfg.Warmup)
+	endAt := measureAt.Add(cfg.Duration)
+	var cpu0 float64
+	measuring := false
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	body := make([]byte, 0, cfg.Size+64)
+	for {
+		now := time.Now()
+		if !measuring && !now.Before(measureAt) {
+			m, err := scrapeMetrics(ctx, hc, metricsURL)
+			if err != nil {
+				return StreamFanoutResult{}, err
+			}
+			cpu0 = m["process_cpu_seconds_total"]
+			winStart.Store(time.Now().UnixNano())
+			measuring = true
+		}
+		if !now.Before(endAt) {
+			winEnd.Store(time.Now().UnixNano())
+			break
+		}
+		due := int64(now.Sub(begin).Seconds() * cfg.Rate)
+		for ; sent < due; sent++ {
+			body = body[:0]
+			body = append(body, `{"t":`...)
+			body = strconv.AppendInt(body, time.Now().UnixNano(), 10)
+			body = append(body, `,"p":"`...)
+			body = append(body, pad...)
+			body = append(body, `"}`...)
+			if err := postOnce(ctx, hc, pubURL, body); err != nil {
+				return StreamFanoutResult{}, err
+			}
+			if measuring {
+				published++
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return StreamFanoutResult{}, ctx.Err()
+		case <-tick.C:
+		}
+	}
+	expected := published * int64(len(rs))
+	drainBy := time.Now().Add(10 * time.Second)
+	for delivered.Load() < expected && time.Now().Before(drainBy) {
+		time.Sleep(5 * time.Millisecond) // polling for the stragglers
+	}
+	m, err := scrapeMetrics(ctx, hc, metricsURL)
+	if err != nil {
+		return StreamFanoutResult{}, err
+	}
+	cpu := m["process_cpu_seconds_total"] - cpu0
+	cancel()
+	closeStreams(rs)
+	readers.Wait()
+
+	lat := NewLatency()
+	for i := range shards {
+		lat.Merge(shards[i].l)
+	}
+	res := StreamFanoutResult{
+		Transport: cfg.Transport, Subscribers: len(rs), Rate: cfg.Rate, Seconds: cfg.Duration.Seconds(),
+		Published: published, Delivered: delivered.Load(), Expected: expected,
+		DeliveredRate: float64(delivered.Load()) / cfg.Duration.Seconds(),
+		Latency:       lat.Summary(), HubCPU: cpu, Closed: closed.Load(),
+	}
+	if res.Delivered > 0 {
+		res.HubCPUPerMillion = cpu / float64(res.Delivered) * 1e6
+	}
+	return res, nil
+}
+
+// postOnce publishes body and checks the 201.
+func postOnce(ctx context.Context, hc *http.Client, url string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("publish: %s", resp.Status)
+	}
+	return nil
+}
+
+// StreamIdleConfig configures the idle-stream memory workload.
+type StreamIdleConfig struct {
+	// URL is the hub's base URL. Required.
+	URL string
+	// Transport is "sse" or "stream". Empty means "sse".
+	Transport string
+	// Conns is the number of idle streams. Zero means 10000.
+	Conns int
+	// Channel every stream reads. Empty means "streamidle".
+	Channel string
+	// Settle is how long the streams stay open and idle before the
+	// measurement. Zero means 5s.
+	Settle time.Duration
+	// DialParallel bounds the connections opened at once. Zero means 50.
+	DialParallel int
+}
+
+// StreamIdleResult is the hub's memory before and with the idle streams,
+// from its /metrics; the per-stream figures are the differences over
+// Conns, in KiB (goroutines: a count).
+type StreamIdleResult struct {
+	Transport                                          string
+	Conns                                              int
+	Before, With                                       StreamMemory
+	RSSPerConn, HeapPerConn, LivePerConn, StackPerConn float64
+	GoroutinesPerConn                                  float64
+}
+
+// RunStreamIdle measures the hub's memory with Conns idle SSE or NDJSON
+// streams open against none. The streams are read (heartbeats), as a
+// client's would be.
+func RunStreamIdle(ctx context.Context, cfg StreamIdleConfig) (StreamIdleResult, error) {
+	if cfg.Transport == "" {
+		cfg.Transport = "sse"
+	}
+	if cfg.Conns <= 0 {
+		cfg.Conns = 10000
+	}
+	if cfg.Channel == "" {
+		cfg.Channel = "streamidle"
+	}
+	if cfg.Settle <= 0 {
+		cfg.Settle = 5 * time.Second
+	}
+	if cfg.DialParallel <= 0 {
+		cfg.DialParallel = 50
+	}
+	hc := &http.Client{Timeout: 5 * time.Second}
+	defer hc.CloseIdleConnections()
+	metricsURL := cfg.URL + "/metrics"
+	before, err := scrapeMetrics(ctx, hc, metricsURL)
+	if err != nil {
+		return StreamIdleResult{}, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	rs, err := openStreams(ctx, cfg.URL, "/v1/"+cfg.Transport+"?channel="+url.QueryEscape(cfg.Channel), cfg.Conns, cfg.DialParallel)
+	defer closeStreams(rs)
+	if err != nil {
+		return StreamIdleResult{}, err
+	}
+	var readers sync.WaitGroup
+	for _, r := range rs {
+		readers.Go(func() { io.Copy(io.Discard, r.body) })
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(cfg.Settle):
+	}
+	with, err := scrapeMetrics(ctx, hc, metricsURL)
+	cancel()
+	closeStreams(rs)
+	readers.Wait()
+	if err != nil {
+		return StreamIdleResult{}, err
+	}
+	res := StreamIdleResult{Transport: cfg.Transport, Conns: len(rs), Before: streamMemoryOf(before), With: streamMemoryOf(with)}
+	n := float64(len(rs))
+	res.RSSPerConn = (res.With.RSS - res.Before.RSS) / n / 1024
+	res.HeapPerConn = (res.With.HeapInuse - res.Before.HeapInuse) / n / 1024
+	res.StackPerConn = (res.With.StackInuse - res.Before.StackInuse) / n / 1024
+	res.LivePerConn = (res.With.HeapAlloc - res.Before.HeapAlloc) / n / 1024
+	res.GoroutinesPerConn = (res.With.Goroutines - res.Before.Goroutines) / n
+	return res, nil
+}
+
+// StreamMemory is a hub's memory at one moment, from its /metrics.
+type StreamMemory struct {
+	RSS, HeapInuse, HeapAlloc, StackInuse, Goroutines float64
+}
+
+func streamMemoryOf(m map[string]float64) StreamMemory {
+	return StreamMemory{
+		RSS: m["process_resident_memory_bytes"], HeapInuse: m["go_memstats_heap_inuse_bytes"],
+		HeapAlloc: m["go_memstats_heap_alloc_bytes"], StackInuse: m["go_memstats_stack_inuse_bytes"],
+		Goroutines: m["go_goroutines"],
+	}
+}

@@ -1,0 +1,78 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// The SSE and NDJSON benchmarks run the hub as a separate process, like the
+// WebSocket ones (startHubProcess), so the load generator's CPU is not
+// counted as the hub's. Run them with
+//
+//	go test -run '^$' -bench 'BenchmarkStream' -benchtime 1x -timeout 30m ./internal/bench
+//
+// and see docs/benchmarks.md (## SSE, NDJSON and long polling) for figures.
+
+// BenchmarkStreamFanout: one channel, 100 to 10,000 SSE or NDJSON readers,
+// a fixed publish rate each (the WebSocket benchmark's grid). b.N is
+// ignored: run with -benchtime 1x.
+func BenchmarkStreamFanout(b *testing.B) {
+	url := startHubProcess(b)
+	for _, tp := range []string{"sse", "stream"} {
+		for _, p := range []struct {
+			subs int
+			rate float64
+		}{
+			{100, 1000},
+			{1000, 100}, {1000, 200},
+			{10000, 10}, {10000, 20},
+		} {
+			b.Run(fmt.Sprintf("%s/subs=%d/rate=%g", tp, p.subs, p.rate), func(b *testing.B) {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+				defer cancel()
+				res, err := RunStreamFanout(ctx, StreamFanoutConfig{
+					URL: url, Transport: tp, Channel: fmt.Sprintf("%s%d_%g", tp, p.subs, p.rate),
+					Subscribers: p.subs, Rate: p.rate,
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(res.DeliveredRate, "deliveries/s")
+				b.ReportMetric(res.Latency.P50/1000, "p50-ms")
+				b.ReportMetric(res.Latency.P99/1000, "p99-ms")
+				b.ReportMetric(res.Latency.Max/1000, "max-ms")
+				b.ReportMetric(res.HubCPUPerMillion, "hub-cpu-s/1M")
+				b.Logf("%+v", res)
+				if res.Delivered < res.Expected {
+					b.Errorf("delivered %d of %d (closed streams: %d)", res.Delivered, res.Expected, res.Closed)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkStreamIdleMemory: the hub's memory with 10,000 idle SSE (or
+// NDJSON) streams against none, each in a fresh hub process.
+func BenchmarkStreamIdleMemory(b *testing.B) {
+	for _, tp := range []string{"sse", "stream"} {
+		b.Run(tp, func(b *testing.B) {
+			url := startHubProcess(b)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			// 130 s idle, as for WebSocket: past the runtime's 2-minute
+			// forced GC, so the live heap is what the streams keep.
+			res, err := RunStreamIdle(ctx, StreamIdleConfig{URL: url, Transport: tp, Conns: 10000, Settle: 130 * time.Second})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(res.RSSPerConn, "rss-KiB/conn")
+			b.ReportMetric(res.HeapPerConn, "heap-KiB/conn")
+			b.ReportMetric(res.LivePerConn, "live-KiB/conn")
+			b.ReportMetric(res.StackPerConn, "stack-KiB/conn")
+			b.ReportMetric(res.GoroutinesPerConn, "goroutines/conn")
+			b.Logf("%+v", res)
+		})
+	}
+}
