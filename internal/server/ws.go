@@ -87,24 +87,25 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, echo bool) {
 		writeError(w, msg.Errorf(msg.CodeUnavailable, "shutting down"))
 		return
 	}
-	defer end()
 	n := s.ws.conns.Add(1)
-	defer s.ws.conns.Add(-1)
+	done := func() { s.ws.conns.Add(-1); end() }
 	if max := s.maxWebSockets(); max > 0 && n > int64(max) {
+		done()
 		w.Header().Set("Retry-After", "5")
 		writeError(w, msg.Errorf(msg.CodeUnavailable, "too many WebSocket connections (at most %d)", max))
 		return
 	}
 	sess, err := s.hub.NewSession()
 	if err != nil {
+		done()
 		writeError(w, err)
 		return
 	}
-	defer sess.Release()
 
-	// The connection's context: the request's values (the token's claims)
-	// without its cancellation, which ends with the hijack.
-	wc := &wsConn{s: s, sess: sess, echo: echo, ctx: context.WithoutCancel(r.Context())}
+	// The connection's context carries the token's claims, and nothing
+	// of the request, which the connection outlives.
+	ctx := context.WithValue(context.Background(), claimsKey{}, r.Context().Value(claimsKey{}))
+	wc := &wsConn{s: s, sess: sess, echo: echo, ctx: ctx}
 	hj := &wsHijacker{ResponseWriter: w}
 	c, err := websocket.Accept(hj, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{wsSubprotocol},
@@ -112,6 +113,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, echo bool) {
 		OnPongReceived:     func(context.Context, []byte) { wc.alive.Store(true) },
 	})
 	if err != nil {
+		sess.Release()
+		done()
 		s.log.Debug("websocket accept failed", "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
 		return // Accept answered the request
 	}
@@ -121,7 +124,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, echo bool) {
 	if rate := s.cfg.PublishRate; rate > 0 {
 		wc.bucket = tokenBucket{rate: rate, burst: max(rate, 1), tokens: max(rate, 1), last: time.Now()}
 	}
-	wc.run()
+	// The handler returns, so net/http lets go of the request, its
+	// buffers and its goroutine (with the stack it grew); the connection
+	// runs on in a goroutine that Shutdown waits for (beginStream).
+	go func() {
+		defer done()
+		defer sess.Release()
+		wc.run()
+	}()
 }
 
 // wsConn is one WebSocket connection.
@@ -156,13 +166,6 @@ func (wc *wsConn) run() {
 // the close code it should end with.
 func (wc *wsConn) readLoop() (msg.CloseCode, string) {
 	ctx := context.Background() // the conn's life bounds reads, not a ctx
-	buf := wsBufPool.Get().(*[]byte)
-	defer func() {
-		if cap(*buf) <= 2*wsMaxCork {
-			*buf = (*buf)[:0]
-			wsBufPool.Put(buf)
-		}
-	}()
 	for {
 		typ, rd, err := wc.c.Reader(ctx)
 		if err != nil {
@@ -172,8 +175,26 @@ func (wc *wsConn) readLoop() (msg.CloseCode, string) {
 		if typ == websocket.MessageBinary && !wc.echo {
 			return msg.CloseUnsupported, "binary frames are not part of the protocol: send JSON text"
 		}
+		// A buffer per message, from a pool: an idle connection holds none.
+		buf := wsReadPool.Get().(*[]byte)
 		b, code, reason := wc.readMessage(rd, typ == websocket.MessageText, (*buf)[:0])
 		*buf = b[:0]
+		code, reason = wc.handle(typ, b, code, reason)
+		if cap(*buf) <= wsMaxCork {
+			wsReadPool.Put(buf)
+		}
+		if code != 0 {
+			return code, reason
+		}
+	}
+}
+
+var wsReadPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// handle serves one message read into b (valid until it returns), unless
+// reading it failed with code.
+func (wc *wsConn) handle(typ websocket.MessageType, b []byte, code msg.CloseCode, reason string) (msg.CloseCode, string) {
+	{
 		if code != 0 {
 			return code, reason
 		}
@@ -184,11 +205,9 @@ func (wc *wsConn) readLoop() (msg.CloseCode, string) {
 			if wc.sess.Send(out) != nil {
 				return msg.CloseNormal, "" // closed already; its code stands
 			}
-			continue
+			return 0, ""
 		}
-		if code, reason := wc.serve(b); code != 0 {
-			return code, reason
-		}
+		return wc.serve(b)
 	}
 }
 
