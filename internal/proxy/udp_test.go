@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -130,5 +131,22 @@ func TestUDPAssociateRefusedWithUpstream(t *testing.T) {
 	var h [12]byte
 	if _, err := io.ReadFull(c, h[:]); err != nil || h[3] != repCmdNotSupported {
 		t.Fatalf("reply %v %v", h, err)
+	}
+}
+
+// TestPySocksUDP: PySocks as a real SOCKS5 UDP client.
+func TestPySocksUDP(t *testing.T) {
+	checkLeaks(t)
+	echo := udpEcho(t, "127.0.0.1")
+	p := startProxy(t, Config{Allow: loopback})
+	phost, pport, _ := net.SplitHostPort(p.addr)
+	ehost, eport, _ := net.SplitHostPort(echo.LocalAddr().String())
+	out, err := runCmd(t, "/usr/bin/python3", "testdata/pysocks_udp.py", phost, pport, ehost, eport, "ping")
+	if err != nil || !strings.Contains(out, "echo:ping from "+echo.LocalAddr().String()) {
+		t.Fatalf("pysocks udp: %v\n%s", err, out)
+	}
+	waitIdle(t, p)
+	if !strings.Contains(p.log.String(), `"proto":"socks5-udp"`) {
+		t.Errorf("log: %s", p.log.String())
 	}
 }
