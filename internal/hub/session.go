@@ -68,6 +68,9 @@ type Session struct {
 	// again by its own replay.
 	replaying          bool
 	slackN, slackBytes int
+	// notify, if set, is called (locked) whenever an item is queued or the
+	// session closes; see SetNotify.
+	notify func()
 
 	ready chan struct{} // capacity 1: something was queued, or the session closed
 	done  chan struct{} // closed by Close
@@ -326,6 +329,21 @@ func (s *Session) enqueueLocked(it Item) {
 	case s.ready <- struct{}{}:
 	default:
 	}
+	if s.notify != nil {
+		s.notify()
+	}
+}
+
+// SetNotify makes the session call f each time it queues an item and when
+// it closes, besides signalling Ready: a transport can then start a writer
+// only when there is something to write, instead of keeping a goroutine
+// blocked on Ready. f runs with the session locked, on whatever goroutine
+// queued (a publisher's, delivering): it must return at once (flip an
+// atomic, start a goroutine) and must not call the session.
+func (s *Session) SetNotify(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.notify = f
 }
 
 // QueueLen returns how many items wait in the session's queue.
@@ -397,6 +415,9 @@ func (s *Session) closeLocked(code msg.CloseCode, reason string) {
 	select {
 	case s.ready <- struct{}{}:
 	default:
+	}
+	if s.notify != nil {
+		s.notify()
 	}
 	// The session stays attached to its channels (push ignores a closed
 	// session) until Release: detaching takes locks ranked above s.mu.

@@ -44,9 +44,14 @@ const wsFrameSlack = 4096
 // with next) rather than exceed it. At least one message is always sent.
 const wsHistoryBytes = 1 << 20
 
-// wsState counts a server's WebSocket connections.
+// wsState is a server's WebSocket bookkeeping: the connection count (for
+// the cap), and the live connections with the goroutine that pings them.
 type wsState struct {
 	conns atomic.Int64
+
+	mu   sync.Mutex // guards live, stop
+	live map[*wsConn]struct{}
+	stop chan struct{} // closed to stop the running sweeper; nil if none
 }
 
 func (s *Server) maxWebSockets() int {
@@ -144,9 +149,19 @@ type wsConn struct {
 	echo  bool
 	limit int64
 
+	// writing is true while a writer goroutine (drain) runs; the
+	// session's notify hook starts one when it is false. writers counts
+	// them for run to wait on.
+	writing atomic.Bool
+	writers sync.WaitGroup
+
 	// alive is set whenever the peer shows it is there (a frame, a pong)
-	// and cleared by each ping tick: two ticks without it end the peer.
-	alive atomic.Bool
+	// and cleared by each ping sweep; silent counts sweeps without it
+	// (the sweeper's alone), pinging is set while a ping waits for its
+	// pong.
+	alive   atomic.Bool
+	silent  int
+	pinging atomic.Bool
 	// dropped is set when the TCP connection is gone, so no close frame
 	// is attempted.
 	dropped atomic.Bool
@@ -154,12 +169,142 @@ type wsConn struct {
 	bucket tokenBucket // the reader's alone
 }
 
+// run serves the connection until it ends. The writer is not a goroutine
+// of its own: the session starts one (drain) when it has something to
+// write and it exits when the queue is empty, so an idle connection costs
+// no writer stack.
 func (wc *wsConn) run() {
-	var wg sync.WaitGroup
-	wg.Go(wc.writeLoop)
+	wc.alive.Store(true)
+	wc.sess.SetNotify(wc.notify)
+	wc.notify() // anything queued before the hook was set
+	wc.s.ws.add(wc)
+	defer wc.s.ws.remove(wc)
 	code, reason := wc.readLoop()
 	wc.sess.Close(code, reason)
-	wg.Wait()
+	// Closing notified: a writer runs (or ran) to send the close frame.
+	wc.writers.Wait()
+}
+
+// notify is the session's hook: it runs with the session locked.
+func (wc *wsConn) notify() {
+	if wc.writing.CompareAndSwap(false, true) {
+		wc.writers.Add(1)
+		go wc.drain()
+	}
+}
+
+// drain writes what the session holds until it is empty, then exits; when
+// the session has closed it sends the close frame instead.
+func (wc *wsConn) drain() {
+	defer wc.writers.Done()
+	for {
+		items, err := wc.sess.TryNext()
+		if err != nil {
+			wc.close(err) // writing stays set: no writer after this one
+			return
+		}
+		if len(items) > 0 {
+			if err := wc.write(items); err != nil {
+				wc.s.log.Debug("websocket write failed", "err", err)
+				wc.dropped.Store(true)
+				wc.sess.Close(msg.CloseNormal, "write failed")
+				wc.c.CloseNow()
+				return
+			}
+			continue
+		}
+		wc.writing.Store(false)
+		// Something queued between TryNext and the store found writing
+		// set and started no writer: take it on, unless one has started.
+		if wc.sess.QueueLen() == 0 && wc.sess.Err() == nil {
+			return
+		}
+		if !wc.writing.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
+// add registers wc for ping sweeps, starting the sweeper if it is not
+// running.
+func (st *wsState) add(wc *wsConn) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.live == nil {
+		st.live = make(map[*wsConn]struct{})
+	}
+	st.live[wc] = struct{}{}
+	if st.stop == nil {
+		end, ok := wc.s.beginStream()
+		if !ok {
+			return // shutting down: the hub is closing every session
+		}
+		st.stop = make(chan struct{})
+		go st.sweep(wc.s, st.stop, end)
+	}
+}
+
+// remove unregisters wc; the sweeper stops with the last connection.
+func (st *wsState) remove(wc *wsConn) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	delete(st.live, wc)
+	if len(st.live) == 0 && st.stop != nil {
+		close(st.stop)
+		st.stop = nil
+	}
+}
+
+// sweep pings every connection each PingInterval and drops those silent
+// for two intervals. One goroutine per server, not a ticker per
+// connection.
+func (st *wsState) sweep(s *Server, stop <-chan struct{}, end func()) {
+	defer end()
+	interval := s.cfg.PingInterval
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	var pings sync.WaitGroup
+	defer pings.Wait() // each ends with its pong or its connection
+	var conns []*wsConn
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		st.mu.Lock()
+		select {
+		case <-stop: // stopped while the tick fired; a new sweeper may run
+			st.mu.Unlock()
+			return
+		default:
+		}
+		conns = conns[:0]
+		for wc := range st.live {
+			conns = append(conns, wc)
+		}
+		st.mu.Unlock()
+		for _, wc := range conns {
+			if wc.alive.Swap(false) {
+				wc.silent = 0
+			} else if wc.silent++; wc.silent >= 2 {
+				// Silent for two intervals: not listening, so no close
+				// frame; the client sees the connection drop.
+				wc.dropped.Store(true)
+				wc.sess.Close(msg.CloseGoingAway, "peer silent for two ping intervals")
+				wc.c.CloseNow()
+				continue
+			}
+			if wc.pinging.CompareAndSwap(false, true) {
+				pings.Go(func() {
+					defer wc.pinging.Store(false)
+					ctx, cancel := context.WithTimeout(context.Background(), 2*interval)
+					defer cancel()
+					wc.c.Ping(ctx) // the pong sets alive; a failure is judged by the sweep
+				})
+			}
+		}
+	}
 }
 
 // readLoop reads and serves frames until the connection ends, and returns
@@ -400,66 +545,6 @@ func (wc *wsConn) history(ctx context.Context, cmd wsCommand) ([]byte, error) {
 	b = append(b, `,"latest":`...)
 	b = strconv.AppendUint(b, st.Latest, 10)
 	return append(b, '}'), nil
-}
-
-// writeLoop drains the session to the connection, pings the peer, and
-// closes the connection with the session's close code when it ends.
-func (wc *wsConn) writeLoop() {
-	cfg := wc.s.cfg
-	tick := time.NewTicker(cfg.PingInterval)
-	defer tick.Stop()
-	wc.alive.Store(true)
-	silent := 0
-	pingDone := make(chan error, 1)
-	pinging := false
-	defer func() {
-		if pinging {
-			<-pingDone // the close above ended it
-		}
-	}()
-	for {
-		select {
-		case <-wc.sess.Ready():
-		case <-tick.C:
-			if wc.alive.Swap(false) {
-				silent = 0
-			} else if silent++; silent >= 2 {
-				// Silent for two intervals: not listening, so no close
-				// frame; the client sees the connection drop.
-				wc.sess.Close(msg.CloseGoingAway, "peer silent for two ping intervals")
-				wc.dropped.Store(true)
-				wc.c.CloseNow()
-				return
-			}
-			if !pinging {
-				pinging = true
-				go func() {
-					ctx, cancel := context.WithTimeout(context.Background(), 2*cfg.PingInterval)
-					defer cancel()
-					pingDone <- wc.c.Ping(ctx)
-				}()
-			}
-			continue
-		case <-pingDone:
-			pinging = false
-			continue
-		}
-		items, err := wc.sess.TryNext()
-		if err != nil {
-			wc.close(err)
-			return
-		}
-		if len(items) == 0 {
-			continue
-		}
-		if err := wc.write(items); err != nil {
-			wc.s.log.Debug("websocket write failed", "err", err)
-			wc.sess.Close(msg.CloseNormal, "write failed")
-			wc.dropped.Store(true)
-			wc.c.CloseNow()
-			return
-		}
-	}
 }
 
 // write sends items as one corked batch (flushed every wsMaxCork bytes),
