@@ -21,7 +21,10 @@ func NewPublication(channel, epoch string, offset uint64, timeMs int64, data jso
 		Type: msg.TypeMessage, Channel: channel, Epoch: epoch,
 		Offset: offset, Time: timeMs, Data: data,
 	}}
-	p.JSON = p.Envelope.AppendJSON(make([]byte, 0, 96+len(channel)+len(data)))
+	// The fixed members take 68 bytes, the epoch up to 16, offset and time
+	// up to 20 and 13 digits: 128 bytes beside channel and data are always
+	// enough, so the encoding is one allocation, never grown.
+	p.JSON = p.Envelope.AppendJSON(make([]byte, 0, 128+len(channel)+len(data)))
 	return p
 }
 

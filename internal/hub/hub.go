@@ -245,8 +245,10 @@ func (h *Hub) detach(name string, s *Session) {
 }
 
 func (h *Hub) isClosed() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	// A read lock: every publish asks, and they must not queue behind each
+	// other (or behind deliver's read lock) for it.
+	h.mu.RLock()
+	defer h.mu.RUnlock()
 	return h.closed
 }
 
