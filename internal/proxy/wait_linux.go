@@ -37,13 +37,13 @@ func waitReadable(c net.Conn) (int, error) {
 		}
 		// Nothing queued: either nothing yet (wait), or EOF or an error
 		// (ready: the caller's read will tell which).
-		_, _, e := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+		got, _, e := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
 			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
 		if e == syscall.EAGAIN || e == syscall.EINTR {
 			return false
 		}
 		avail = 0
-		if e == 0 {
+		if e == 0 && got > 0 {
 			// A byte arrived between the two calls.
 			if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, unix.SIOCINQ, uintptr(unsafe.Pointer(&n))); e == 0 {
 				avail = int(n)
