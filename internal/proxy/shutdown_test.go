@@ -148,3 +148,25 @@ func TestIdleTimeout(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+func TestListenAndServe(t *testing.T) {
+	checkLeaks(t)
+	s, err := New(Config{Allow: loopback, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.ListenAndServe(ctx, "127.0.0.1:0", time.Second) }()
+	<-s.Ready()
+	echo := echoOrigin(t)
+	c, code := httpConnectDial(t, s.Addr().String(), echo)
+	if code != 200 {
+		t.Fatal(code)
+	}
+	c.Close()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("ListenAndServe: %v", err)
+	}
+}
