@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -137,12 +138,16 @@ func TestStreamBrowserEventSourceResumesAcrossRestart(t *testing.T) {
 		defer cancel()
 		srv.Shutdown(ctx)
 	}()
+	// serve serves ln until stop, which closes the listener and every
+	// connection accepted, streams included, as a dying process would.
 	serve := func(ln net.Listener) (stop func()) {
+		tl := &trackingListener{Listener: ln, conns: map[net.Conn]bool{}}
 		hs := &http.Server{Handler: srv.Handler()}
 		done := make(chan error, 1)
-		go func() { done <- hs.Serve(ln) }()
+		go func() { done <- hs.Serve(tl) }()
 		return func() {
 			hs.Close()
+			tl.closeAll()
 			if err := <-done; !errors.Is(err, http.ErrServerClosed) {
 				t.Errorf("serve: %v", err)
 			}
@@ -198,6 +203,32 @@ func TestStreamBrowserEventSourceResumesAcrossRestart(t *testing.T) {
 	}
 	if b.opens() != 2 {
 		t.Errorf("%d opens, want 2 (one reconnect, by the browser)", b.opens())
+	}
+}
+
+// trackingListener remembers the connections it accepted, so a test can
+// drop them all (net/http does not close the streams it handed over).
+type trackingListener struct {
+	net.Listener
+	mu    sync.Mutex // guards conns
+	conns map[net.Conn]bool
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.mu.Lock()
+		l.conns[c] = true
+		l.mu.Unlock()
+	}
+	return c, err
+}
+
+func (l *trackingListener) closeAll() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c := range l.conns {
+		c.Close()
 	}
 }
 

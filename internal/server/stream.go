@@ -1,9 +1,10 @@
 package server
 
 import (
-	"context"
+	"bytes"
 	"errors"
 	"maps"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -15,7 +16,7 @@ import (
 
 // This file holds the loop shared by the two response-streaming transports,
 // Server-Sent Events (sse.go) and NDJSON streaming (handleStream below):
-// one hub session, one writer (the handler goroutine), a heartbeat after
+// one hub session, one writer goroutine, a heartbeat after
 // every Config.Heartbeat of silence, a write deadline on every write and a
 // flush after every batch, so buffering proxies pass each message at once.
 
@@ -40,44 +41,73 @@ func streamHeaders(h http.Header, contentType string) {
 	h.Set("Connection", "close")
 }
 
+// errClientGone ends a stream whose client closed its connection.
+var errClientGone = errors.New("client went away")
+
 // serveStream runs a streaming response for req until the client leaves,
 // the session closes (shutdown, slow consumer) or a write fails.
+//
+// On an HTTP/1.x connection it takes the connection over (Hijack) once the
+// session is open, writes the response itself (chunked) and returns: the
+// stream then runs in a goroutine of its own, with a fresh small stack,
+// and the request, net/http's buffers and its background reader are freed.
+// That keeps an idle stream at a few KiB (docs/benchmarks.md). The
+// goroutine is owned by the server (beginStream), so Shutdown waits for it.
+// Where the ResponseWriter cannot be hijacked (HTTP/2, tests' recorders),
+// the handler streams through the ResponseWriter instead.
 func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, req subRequest, contentType string, f framer) {
 	end, ok := s.beginStream()
 	if !ok {
 		writeError(w, msg.Errorf(msg.CodeUnavailable, "hub is shutting down"))
 		return
 	}
-	defer end()
-	ctx := r.Context()
-	sess, cur, err := s.openSession(ctx, req)
+	sess, cur, err := s.openSession(r.Context(), req)
 	if err != nil {
+		end()
 		writeError(w, err)
 		return
 	}
-	defer sess.Release()
-
 	streamHeaders(w.Header(), contentType)
-	w.WriteHeader(http.StatusOK)
 	c := &streamConn{
-		w:       w,
-		rc:      http.NewResponseController(w),
 		timeout: s.cfg.WriteTimeout,
 		names:   slices.Sorted(maps.Keys(cur)),
 		cur:     cur,
 		f:       f,
 	}
-	err = c.run(ctx, sess, s.cfg.Heartbeat)
-	if code := msg.CloseCodeOf(err); code == msg.CloseSlow || (err != nil && code == 0 && ctx.Err() == nil) {
+	rc := http.NewResponseController(w)
+	conn, _, err := rc.Hijack()
+	switch {
+	case err == nil:
+		hs := &hijackedStream{conn: conn, chunked: r.ProtoAtLeast(1, 1)}
+		hs.head = appendHead(nil, w.Header(), hs.chunked)
+		c.sink = hs
+		go hs.serve(c, sess, s.cfg.Heartbeat, end)
+		return
+	case !errors.Is(err, http.ErrNotSupported):
+		s.log.Warn("stream: hijack failed", "path", r.URL.Path, "err", err)
+		sess.Release()
+		end()
+		return
+	}
+	defer end()
+	defer sess.Release()
+	w.WriteHeader(http.StatusOK)
+	c.sink = &responseSink{w: w, rc: rc, timeout: s.cfg.WriteTimeout}
+	err = c.run(r.Context().Done(), sess, s.cfg.Heartbeat)
+	if code := msg.CloseCodeOf(err); code == msg.CloseSlow || (err != nil && code == 0 && !errors.Is(err, errClientGone)) {
 		s.log.Debug("stream ended", "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
 	}
 }
 
-// streamConn is one streaming response: its writer side. Only the handler
-// goroutine uses it.
+// sink writes one batch of frames, with the write deadline, and flushes it.
+type sink interface {
+	write(b []byte) error
+}
+
+// streamConn is one streaming response: its writer side. Only the stream's
+// writer goroutine uses it.
 type streamConn struct {
-	w       http.ResponseWriter
-	rc      *http.ResponseController
+	sink    sink
 	timeout time.Duration
 	names   []string
 	cur     msg.Cursor
@@ -89,9 +119,10 @@ type streamConn struct {
 // (a large replay) is dropped so that an idle stream holds little memory.
 const maxKeptBuf = 64 << 10
 
-// run is the writer loop. It returns the session's close error, ctx's
-// error, or the write error that ended the stream.
-func (c *streamConn) run(ctx context.Context, sess *hub.Session, heartbeat time.Duration) error {
+// run is the writer loop. It returns the session's close error,
+// errClientGone once gone is closed, or the write error that ended the
+// stream.
+func (c *streamConn) run(gone <-chan struct{}, sess *hub.Session, heartbeat time.Duration) error {
 	if err := c.write(c.f.start(c.buf[:0], c.cur, c.names)); err != nil {
 		return err
 	}
@@ -124,13 +155,14 @@ func (c *streamConn) run(ctx context.Context, sess *hub.Session, heartbeat time.
 				return err
 			}
 			timer.Reset(heartbeat)
-		case <-ctx.Done():
-			return ctx.Err()
+		case <-gone:
+			return errClientGone
 		}
 	}
 }
 
-// write writes b and flushes it, within the write timeout.
+// write writes b through the sink, keeping b's array for the next batch
+// unless it grew large.
 func (c *streamConn) write(b []byte) error {
 	if cap(b) <= maxKeptBuf {
 		c.buf = b[:0]
@@ -140,13 +172,109 @@ func (c *streamConn) write(b []byte) error {
 	if len(b) == 0 {
 		return nil
 	}
-	if err := c.rc.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+	return c.sink.write(b)
+}
+
+// responseSink streams through an http.ResponseWriter.
+type responseSink struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (s *responseSink) write(b []byte) error {
+	if err := s.rc.SetWriteDeadline(time.Now().Add(s.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return err
 	}
-	if _, err := c.w.Write(b); err != nil {
+	if _, err := s.w.Write(b); err != nil {
 		return err
 	}
-	return c.rc.Flush()
+	return s.rc.Flush()
+}
+
+// hijackedStream streams over a connection taken from net/http: the
+// response head goes out with the first write, then one chunk per batch
+// (HTTP/1.1; an HTTP/1.0 response is delimited by the connection's close).
+type hijackedStream struct {
+	conn    net.Conn
+	chunked bool
+	head    []byte // written, then nil
+	timeout time.Duration
+	bufs    net.Buffers
+	size    [20]byte
+}
+
+// serve is the stream's goroutine: it runs the writer loop, ends the
+// response, and releases the session, the connection and the server's
+// hold (end). A second goroutine, watch, only reads, to notice the client
+// closing its side.
+func (h *hijackedStream) serve(c *streamConn, sess *hub.Session, heartbeat time.Duration, end func()) {
+	defer end()
+	h.timeout = c.timeout
+	gone := make(chan struct{})
+	watched := make(chan struct{})
+	go h.watch(gone, watched)
+	err := c.run(gone, sess, heartbeat)
+	sess.Release()
+	if h.chunked && msg.CloseCodeOf(err) != 0 {
+		// The hub ended the stream (shutdown, slow reader): end the body
+		// properly, so the client sees a complete response and resumes.
+		h.conn.SetWriteDeadline(time.Now().Add(h.timeout))
+		h.conn.Write([]byte("0\r\n\r\n"))
+	}
+	h.conn.Close()
+	<-watched
+}
+
+// watch reads until the connection fails or the client closes it (a
+// client sends nothing after its GET), then closes gone.
+func (h *hijackedStream) watch(gone, done chan<- struct{}) {
+	defer close(done)
+	var b [1]byte
+	for {
+		if _, err := h.conn.Read(b[:]); err != nil {
+			close(gone)
+			return
+		}
+	}
+}
+
+func (h *hijackedStream) write(b []byte) error {
+	h.bufs = h.bufs[:0]
+	if h.head != nil {
+		h.bufs = append(h.bufs, h.head)
+		h.head = nil
+	}
+	if h.chunked {
+		n := strconv.AppendInt(h.size[:0], int64(len(b)), 16)
+		n = append(n, '\r', '\n')
+		h.bufs = append(h.bufs, n, b, crlf)
+	} else {
+		h.bufs = append(h.bufs, b)
+	}
+	if err := h.conn.SetWriteDeadline(time.Now().Add(h.timeout)); err != nil {
+		return err
+	}
+	bufs := h.bufs // WriteTo consumes its receiver
+	_, err := bufs.WriteTo(h.conn)
+	return err
+}
+
+var crlf = []byte("\r\n")
+
+// appendHead appends a 200 response head with header h.
+func appendHead(b []byte, h http.Header, chunked bool) []byte {
+	if chunked {
+		b = append(b, "HTTP/1.1 200 OK\r\n"...)
+		h.Set("Transfer-Encoding", "chunked")
+	} else {
+		b = append(b, "HTTP/1.0 200 OK\r\n"...)
+	}
+	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	var buf bytes.Buffer
+	h.Write(&buf)
+	b = append(b, buf.Bytes()...)
+	return append(b, "\r\n"...)
 }
 
 // appendCursor appends cur's text form, its channels in the order of names
