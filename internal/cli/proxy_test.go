@@ -51,12 +51,13 @@ func TestProxyServesAndStops(t *testing.T) {
 	go func() {
 		done <- runProxy(ctx, Stdio{Out: &out, Err: &errb}, []string{
 			"--listen", "127.0.0.1:0", "--allow", "127.0.0.1/32", "--auth", "u:p",
+			"--metrics", "127.0.0.1:0",
 		})
 	}()
 	// Wait for the "listening on" line (polling; the command has no other
 	// ready signal).
 	var addr string
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for addr == "" {
 		if time.Now().After(deadline) {
 			t.Fatalf("no listen line; stderr: %s", errb.String())
@@ -80,6 +81,23 @@ func TestProxyServesAndStops(t *testing.T) {
 		t.Fatalf("body %q", b)
 	}
 	tr.CloseIdleConnections()
+	// The request is counted just after its response went out: poll.
+	maddr := strings.Fields(strings.SplitAfter(out.String(), "metrics on ")[1])[0]
+	for {
+		mresp, err := http.Get(maddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mb, _ := io.ReadAll(mresp.Body)
+		mresp.Body.Close()
+		if strings.Contains(string(mb), `duplex_proxy_requests_total{proto="http",outcome="ok"} 1`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics:\n%s", mb)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("runProxy: %v", err)
