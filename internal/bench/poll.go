@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -197,56 +196,20 @@ func RunPollLoad(ctx context.Context, cfg PollLoadConfig) (PollLoadResult, error
 		})
 	}
 
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	hc := &http.Client{Timeout: 10 * time.Second}
 	defer hc.CloseIdleConnections()
 	metricsURL := cfg.URL + "/metrics"
-	pubURL := cfg.URL + "/v1/channels/" + url.PathEscape(cfg.Channel) + "/messages"
-	pad := strings.Repeat("x", cfg.Size-40)
-	var sent, published int64
-	begin := time.Now()
-	measureAt := begin.Add(cfg.Warmup)
-	endAt := measureAt.Add(cfg.Duration)
 	var cpu0 float64
-	measuring := false
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	body := make([]byte, 0, cfg.Size+64)
-	for {
-		now := time.Now()
-		if !measuring && !now.Before(measureAt) {
-			m, err := scrapeMetrics(ctx, hc, metricsURL)
-			if err != nil {
-				return PollLoadResult{}, err
-			}
-			cpu0 = m["process_cpu_seconds_total"]
-			winStart.Store(time.Now().UnixNano())
-			measuring = true
-		}
-		if !now.Before(endAt) {
-			winEnd.Store(time.Now().UnixNano())
-			break
-		}
-		due := int64(now.Sub(begin).Seconds() * cfg.Rate)
-		for ; sent < due; sent++ {
-			body = body[:0]
-			body = append(body, `{"t":`...)
-			body = strconv.AppendInt(body, time.Now().UnixNano(), 10)
-			body = append(body, `,"p":"`...)
-			body = append(body, pad...)
-			body = append(body, `"}`...)
-			if err := postOnce(ctx, hc, pubURL, body); err != nil {
-				return PollLoadResult{}, err
-			}
-			if measuring {
-				published++
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return PollLoadResult{}, ctx.Err()
-		case <-tick.C:
-		}
+	pub := newPacedPublisher(cfg.URL, cfg.Channel, cfg.Size)
+	err := pub.run(ctx, cfg.Rate, cfg.Warmup, cfg.Duration, &winStart, &winEnd, func() error {
+		m, err := scrapeMetrics(ctx, hc, metricsURL)
+		cpu0 = m["process_cpu_seconds_total"]
+		return err
+	})
+	if err != nil {
+		return PollLoadResult{}, err
 	}
+	published := pub.published.Load()
 	expected := published * int64(cfg.Pollers)
 	drainBy := time.Now().Add(10 * time.Second)
 	for delivered.Load() < expected && time.Now().Before(drainBy) {

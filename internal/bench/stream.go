@@ -223,57 +223,20 @@ func RunStreamFanout(ctx context.Context, cfg StreamFanoutConfig) (StreamFanoutR
 		})
 	}
 
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	hc := &http.Client{Timeout: 10 * time.Second}
 	defer hc.CloseIdleConnections()
 	metricsURL := cfg.URL + "/metrics"
-	pubURL := cfg.URL + "/v1/channels/" + url.PathEscape(cfg.Channel) + "/messages"
-	pad := strings.Repeat("x", cfg.Size-40)
-
-	var sent, published int64
-	begin := time.Now()
-	measureAt := begin.Add(cfg.Warmup)
-	endAt := measureAt.Add(cfg.Duration)
 	var cpu0 float64
-	measuring := false
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	body := make([]byte, 0, cfg.Size+64)
-	for {
-		now := time.Now()
-		if !measuring && !now.Before(measureAt) {
-			m, err := scrapeMetrics(ctx, hc, metricsURL)
-			if err != nil {
-				return StreamFanoutResult{}, err
-			}
-			cpu0 = m["process_cpu_seconds_total"]
-			winStart.Store(time.Now().UnixNano())
-			measuring = true
-		}
-		if !now.Before(endAt) {
-			winEnd.Store(time.Now().UnixNano())
-			break
-		}
-		due := int64(now.Sub(begin).Seconds() * cfg.Rate)
-		for ; sent < due; sent++ {
-			body = body[:0]
-			body = append(body, `{"t":`...)
-			body = strconv.AppendInt(body, time.Now().UnixNano(), 10)
-			body = append(body, `,"p":"`...)
-			body = append(body, pad...)
-			body = append(body, `"}`...)
-			if err := postOnce(ctx, hc, pubURL, body); err != nil {
-				return StreamFanoutResult{}, err
-			}
-			if measuring {
-				published++
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return StreamFanoutResult{}, ctx.Err()
-		case <-tick.C:
-		}
+	pub := newPacedPublisher(cfg.URL, cfg.Channel, cfg.Size)
+	err = pub.run(ctx, cfg.Rate, cfg.Warmup, cfg.Duration, &winStart, &winEnd, func() error {
+		m, err := scrapeMetrics(ctx, hc, metricsURL)
+		cpu0 = m["process_cpu_seconds_total"]
+		return err
+	})
+	if err != nil {
+		return StreamFanoutResult{}, err
 	}
+	published := pub.published.Load()
 	expected := published * int64(len(rs))
 	drainBy := time.Now().Add(10 * time.Second)
 	for delivered.Load() < expected && time.Now().Before(drainBy) {
@@ -302,6 +265,99 @@ func RunStreamFanout(ctx context.Context, cfg StreamFanoutConfig) (StreamFanoutR
 		res.HubCPUPerMillion = cpu / float64(res.Delivered) * 1e6
 	}
 	return res, nil
+}
+
+// pacedPublisher POSTs stamped publications ({"t":<Unix ns>,"p":"x…"}) at
+// a fixed rate, with up to maxInFlight requests at once so that the rate
+// holds even when one POST takes longer than 1/rate. It counts the
+// publications stamped inside the measured window [winStart, winEnd).
+type pacedPublisher struct {
+	hc        *http.Client
+	url       string
+	pad       string
+	sem       chan struct{}
+	wg        sync.WaitGroup
+	published atomic.Int64
+	firstErr  atomic.Value
+}
+
+const maxInFlight = 16
+
+func newPacedPublisher(base, channel string, size int) *pacedPublisher {
+	return &pacedPublisher{
+		hc:  &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: maxInFlight}},
+		url: base + "/v1/channels/" + url.PathEscape(channel) + "/messages",
+		pad: strings.Repeat("x", size-40),
+		sem: make(chan struct{}, maxInFlight),
+	}
+}
+
+// publish starts one POST, waiting while maxInFlight are in flight.
+func (p *pacedPublisher) publish(ctx context.Context, winStart, winEnd *atomic.Int64) {
+	p.sem <- struct{}{}
+	p.wg.Go(func() {
+		defer func() { <-p.sem }()
+		body := make([]byte, 0, len(p.pad)+48)
+		t := time.Now().UnixNano()
+		body = append(body, `{"t":`...)
+		body = strconv.AppendInt(body, t, 10)
+		body = append(body, `,"p":"`...)
+		body = append(body, p.pad...)
+		body = append(body, `"}`...)
+		if err := postOnce(ctx, p.hc, p.url, body); err != nil {
+			p.firstErr.CompareAndSwap(nil, err)
+			return
+		}
+		if t >= winStart.Load() && t < winEnd.Load() {
+			p.published.Add(1)
+		}
+	})
+}
+
+// wait waits for the POSTs in flight and returns the first error.
+func (p *pacedPublisher) wait() error {
+	p.wg.Wait()
+	p.hc.CloseIdleConnections()
+	err, _ := p.firstErr.Load().(error)
+	return err
+}
+
+// run publishes at rate from now until warmup+duration have passed,
+// starting the measured window after warmup (calling atStart first); it
+// returns when the last POST is answered.
+func (p *pacedPublisher) run(ctx context.Context, rate float64, warmup, duration time.Duration, winStart, winEnd *atomic.Int64, atStart func() error) error {
+	var sent int64
+	begin := time.Now()
+	measureAt := begin.Add(warmup)
+	endAt := measureAt.Add(duration)
+	measuring := false
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		now := time.Now()
+		if !measuring && !now.Before(measureAt) {
+			if err := atStart(); err != nil {
+				p.wait()
+				return err
+			}
+			winStart.Store(time.Now().UnixNano())
+			measuring = true
+		}
+		if !now.Before(endAt) {
+			winEnd.Store(time.Now().UnixNano())
+			break
+		}
+		for due := int64(now.Sub(begin).Seconds() * rate); sent < due; sent++ {
+			p.publish(ctx, winStart, winEnd)
+		}
+		select {
+		case <-ctx.Done():
+			p.wait()
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return p.wait()
 }
 
 // postOnce publishes body and checks the 201.
