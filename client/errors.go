@@ -29,6 +29,9 @@ type StatusError struct {
 }
 
 func (e *StatusError) Error() string {
+	if e.StatusCode == http.StatusProxyAuthRequired {
+		return "proxy answered 407 Proxy Authentication Required: check the user:password of the proxy URL"
+	}
 	return fmt.Sprintf("hub answered %d %s: %v", e.StatusCode, http.StatusText(e.StatusCode), e.Err)
 }
 
