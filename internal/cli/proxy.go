@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"bufio"
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/duplexhq/duplex/internal/proxy"
+	"github.com/duplexhq/duplex/internal/proxy/check"
 )
 
 // listFlag collects a repeatable string flag.
@@ -22,7 +25,10 @@ func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 func runProxy(ctx context.Context, stdio Stdio, args []string) error {
-	fs := newFlagSet(stdio, "proxy", "[flags]")
+	if len(args) > 0 && args[0] == "check" {
+		return runProxyCheck(ctx, stdio, args[1:])
+	}
+	fs := newFlagSet(stdio, "proxy", "[flags] | check [flags] PROXY...")
 	listen := fs.String("listen", envOr("DUPLEX_PROXY_LISTEN", "127.0.0.1:1080"), "address to listen on (HTTP, SOCKS4/4a and SOCKS5 on one port)")
 	var auths, allows, upstreams listFlag
 	fs.Var(&auths, "auth", "require `user:pass` (repeatable; or DUPLEX_PROXY_AUTH=u1:p1,u2:p2); SOCKS4 is refused while auth is on")
@@ -43,9 +49,6 @@ func runProxy(ctx context.Context, stdio Stdio, args []string) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		if fs.Arg(0) == "check" {
-			return errors.New("'proxy check' is not implemented yet")
-		}
 		fmt.Fprintf(stdio.Err, "duplex proxy: unexpected argument %q\n", fs.Arg(0))
 		return errUsage
 	}
@@ -155,6 +158,90 @@ func runProxy(ctx context.Context, stdio Stdio, args []string) error {
 		fmt.Fprintf(stdio.Err, "duplex proxy: shutdown: %v (open tunnels were closed)\n", serr)
 	}
 	return nil
+}
+
+// runProxyCheck is `duplex proxy check`: probe proxies with every
+// protocol and transport against a judge.
+func runProxyCheck(ctx context.Context, stdio Stdio, args []string) error {
+	fs := newFlagSet(stdio, "proxy check", "[flags] PROXY... (host:port or scheme://[user:pass@]host:port; - reads them from stdin)")
+	judge := fs.String("judge", envOr("DUPLEX_JUDGE", ""), "http:// `URL` that echoes requests, e.g. a duplex hub's http://host:8080/v1/echo (env DUPLEX_JUDGE)")
+	timeout := fs.Duration("timeout", 10*time.Second, "time allowed for each probe")
+	asJSON := fs.Bool("json", false, "print one JSON object per proxy")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *judge == "" {
+		fmt.Fprintln(stdio.Err, "duplex proxy check: --judge is required")
+		return errUsage
+	}
+	ju, err := url.Parse(*judge)
+	if err != nil || ju.Scheme != "http" || ju.Host == "" {
+		return fmt.Errorf("--judge %q: want an http:// URL", *judge)
+	}
+	var list []string
+	for _, a := range fs.Args() {
+		if a != "-" {
+			list = append(list, a)
+			continue
+		}
+		sc := bufio.NewScanner(stdio.In)
+		for sc.Scan() {
+			if line := strings.TrimSpace(sc.Text()); line != "" && !strings.HasPrefix(line, "#") {
+				list = append(list, line)
+			}
+		}
+		if err := sc.Err(); err != nil {
+			return fmt.Errorf("read proxies: %w", err)
+		}
+	}
+	if len(list) == 0 {
+		fmt.Fprintln(stdio.Err, "duplex proxy check: no proxies given")
+		return errUsage
+	}
+	cfg := check.Config{Judge: ju, Timeout: *timeout}
+	enc := json.NewEncoder(stdio.Out)
+	for _, p := range list {
+		u, err := check.ParseProxy(p)
+		if err != nil {
+			return err
+		}
+		res := check.Check(ctx, cfg, u)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if *asJSON {
+			enc.Encode(res)
+			continue
+		}
+		printCheck(stdio.Out, res)
+	}
+	return nil
+}
+
+// printCheck writes one proxy's result as a small table.
+func printCheck(w io.Writer, r check.Result) {
+	var works []string
+	for _, p := range check.Protocols {
+		if r.Works(p) {
+			works = append(works, p)
+		}
+	}
+	if len(works) == 0 {
+		works = []string{"nothing"}
+	}
+	fmt.Fprintf(w, "%s: carries %s\n", r.Proxy, strings.Join(works, ", "))
+	for _, p := range r.Probes {
+		line := fmt.Sprintf("  %-8s %-10s ", p.Protocol, p.Transport)
+		if p.OK {
+			line += fmt.Sprintf("ok    setup %-9s total %-9s", p.Setup.Round(10*time.Microsecond), p.Total.Round(10*time.Microsecond))
+			if p.Anonymity != "" {
+				line += " anonymity " + p.Anonymity
+			}
+		} else {
+			line += "FAIL  " + p.Error
+		}
+		fmt.Fprintln(w, strings.TrimRight(line, " "))
+	}
 }
 
 // isLoopbackListen reports whether addr only listens on loopback.
