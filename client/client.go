@@ -75,7 +75,8 @@ type DialOptions struct {
 	// hub URL's scheme, ALL_PROXY as the fallback, minus NO_PROXY (and, as
 	// in net/http, never for localhost and loopback). "direct" means no
 	// proxy at all. WebSocket goes through HTTP proxies with CONNECT; the
-	// other transports are forwarded requests (or CONNECT for https hubs).
+	// other transports are forwarded requests (or CONNECT for https hubs),
+	// each on a new connection to the proxy.
 	Proxy string
 
 	// TLSConfig is used for https hubs and https proxies. Nil means the
@@ -292,6 +293,12 @@ func (c *Client) httpClients() (*http.Client, *http.Client) {
 	var plain *http.Client
 	if c.proxy != nil && (c.proxy.Scheme == "http" || c.proxy.Scheme == "https") {
 		plain = mk(c.opts.Dial, http.ProxyURL(c.proxy))
+		// Some proxies (tinyproxy) close the client connection after each
+		// forwarded response without saying so; a POST sent on such a
+		// connection fails with EOF and must not be retried blindly (it
+		// may have been published). So forwarded requests use a fresh
+		// connection each.
+		plain.Transport.(*http.Transport).DisableKeepAlives = true
 	} else {
 		plain = mk(tunnel, nil)
 	}
