@@ -42,7 +42,31 @@ type origin struct {
 	t    target
 	addr string
 	nc   net.Conn
-	br   *bufio.Reader
+	br   *bufio.Reader // reads through lim
+	lim  *readLimit
+}
+
+// readLimit fails reads past a budget: it bounds what an origin may send
+// as a response head (net/http's ReadResponse has no limit of its own).
+type readLimit struct {
+	r net.Conn
+	n int64 // bytes left; a negative number means no limit
+}
+
+var errResponseHeadTooLarge = errors.New("response head too large")
+
+func (l *readLimit) Read(p []byte) (int, error) {
+	if l.n == 0 {
+		return 0, errResponseHeadTooLarge
+	}
+	if l.n > 0 && int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	k, err := l.r.Read(p)
+	if l.n > 0 {
+		l.n -= int64(k)
+	}
+	return k, err
 }
 
 func (o *origin) close() {
@@ -341,7 +365,8 @@ func (s *Server) forward(c *conn, br *bufio.Reader, h *requestHead, l *tunnelLog
 				f := failureOf(err)
 				return fail(f.httpStatus(), f.String(), err)
 			}
-			o = &origin{t: t, addr: ap.String(), nc: nc, br: getReader(nc)}
+			lim := &readLimit{r: nc, n: -1}
+			o = &origin{t: t, addr: ap.String(), nc: nc, br: getReader(lim), lim: lim}
 		}
 		l.addr = o.addr
 		c.nc.SetDeadline(time.Time{})
@@ -489,7 +514,11 @@ var errClientGone = errors.New("client gone")
 func (s *Server) readResponse(c *conn, o *origin, h *requestHead) (*http.Response, error) {
 	for {
 		s.setIdleDeadline(o.nc)
+		// The head may use MaxHeaderBytes beyond what is buffered already
+		// (plus one buffer of read-ahead).
+		o.lim.n = int64(o.br.Size() + s.cfg.MaxHeaderBytes)
 		resp, err := http.ReadResponse(o.br, &http.Request{Method: h.method})
+		o.lim.n = -1
 		if err != nil {
 			return nil, err
 		}

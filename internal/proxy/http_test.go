@@ -394,3 +394,23 @@ func TestOriginClosedKeepAlive(t *testing.T) {
 		}
 	}
 }
+
+// TestHugeResponseHead: an origin that sends an endless response head
+// gets its client a 502, not the proxy's memory.
+func TestHugeResponseHead(t *testing.T) {
+	checkLeaks(t)
+	o := rawOrigin(t, func(c net.Conn) {
+		http.ReadRequest(bufio.NewReader(c))
+		io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+		line := "X-Big: " + strings.Repeat("a", 1000) + "\r\n"
+		for range 1000 { // 1 MB of head
+			if _, err := io.WriteString(c, line); err != nil {
+				return
+			}
+		}
+	})
+	p := startProxy(t, Config{Allow: loopback})
+	if code := httpForward(t, p.addr, "http://"+o+"/"); code != 502 {
+		t.Fatalf("got %d, want 502", code)
+	}
+}

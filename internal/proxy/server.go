@@ -1,6 +1,7 @@
 package proxy
 
-// Lock order: Server.mu is the only mutex; nothing else is held with it.
+// Lock order: Server.mu, metrics.mu and udpAssoc.mu are never held
+// together; each guards its own fields only.
 
 import (
 	"context"
