@@ -234,3 +234,57 @@ func TestClientProxyErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestClientProxyFromEnvironment: with DialOptions.Proxy empty the client
+// follows HTTP_PROXY, HTTPS_PROXY (by the hub URL's scheme), ALL_PROXY as
+// the fallback, and NO_PROXY. The hub is named hubName, which only the
+// proxy resolves, so success means the proxy was used and failure means
+// it was not. (Go never proxies loopback from the environment.)
+func TestClientProxyFromEnvironment(t *testing.T) {
+	hubtest.CheckLeaks(t)
+	creds := []proxy.Credential{{User: "alice", Password: "pw"}}
+	authed := startDuplexProxy(t, creds, nil)
+	open := startDuplexProxy(t, nil, nil)
+	h := hubtest.Start(t, nil)
+	_, port, _ := net.SplitHostPort(h.Addr)
+	hubURL := "http://" + hubName + ":" + port
+	for _, tc := range []struct {
+		name  string
+		env   map[string]string
+		proxy string // DialOptions.Proxy
+		works bool
+	}{
+		{"HTTP_PROXY", map[string]string{"HTTP_PROXY": "http://alice:pw@" + authed.Addr().String()}, "", true},
+		{"http_proxy", map[string]string{"http_proxy": "http://alice:pw@" + authed.Addr().String()}, "", true},
+		{"ALL_PROXY socks5h", map[string]string{"ALL_PROXY": "socks5h://alice:pw@" + authed.Addr().String()}, "", true},
+		{"all_proxy socks4a", map[string]string{"all_proxy": "socks4a://" + open.Addr().String()}, "", true},
+		{"HTTP_PROXY wins over ALL_PROXY", map[string]string{"HTTP_PROXY": "http://alice:pw@" + authed.Addr().String(), "ALL_PROXY": "socks5h://nobody:wrong@" + authed.Addr().String()}, "", true},
+		{"HTTPS_PROXY is not for http hubs", map[string]string{"HTTPS_PROXY": "http://alice:pw@" + authed.Addr().String()}, "", false},
+		{"NO_PROXY", map[string]string{"HTTP_PROXY": "http://alice:pw@" + authed.Addr().String(), "NO_PROXY": "example.org," + hubName}, "", false},
+		{"direct ignores the environment", map[string]string{"ALL_PROXY": "socks5h://alice:pw@" + authed.Addr().String()}, "direct", false},
+		{"explicit proxy wins", map[string]string{"ALL_PROXY": "socks5h://nobody:wrong@" + authed.Addr().String()}, "socks4a://" + open.Addr().String(), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, k := range []string{"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"} {
+				t.Setenv(k, tc.env[k])
+			}
+			for _, tr := range []client.Transport{client.WebSocket, client.SSE} {
+				opts := fastOpts(tr)
+				opts.Proxy = tc.proxy
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				c, err := client.Dial(ctx, hubURL, opts)
+				if err == nil {
+					_, err = c.Publish(ctx, "env", []byte(`"hi"`))
+					c.Close()
+				}
+				cancel()
+				if tc.works && err != nil {
+					t.Fatalf("%s: %v", tr, err)
+				}
+				if !tc.works && err == nil {
+					t.Fatalf("%s: reached the hub by a name only the proxy resolves", tr)
+				}
+			}
+		})
+	}
+}
