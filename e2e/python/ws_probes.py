@@ -77,6 +77,9 @@ class Probe(WebSocketClientProtocol):
 def run_probe(hostport, path, name):
     url = "ws://%s%s" % (hostport, path)
     f = WebSocketClientFactory(url)
+    # Generous handshake timeouts: the test runs on loaded CI machines, and
+    # the codes, not the speed, are what it checks.
+    f.setProtocolOptions(closeHandshakeTimeout=5, serverConnectionDropTimeout=5, openHandshakeTimeout=10)
     f.protocol = Probe
     f.probe = name
     f.result = {"path": path, "probe": name, "code": None, "reason": "", "messages": [], "open": False, "tcp_closed": False}
@@ -89,7 +92,7 @@ def run_probe(hostport, path, name):
             f.result["timeout"] = True
             connector.disconnect()
             f.done.callback(None)
-    call = reactor.callLater(10, timeout)
+    call = reactor.callLater(20, timeout)
     f.done.addCallback(lambda _: (call.cancel() if call.active() else None, f.result)[1])
     return f.done
 

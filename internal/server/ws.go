@@ -40,6 +40,13 @@ const wsSubprotocol = "duplex.v1"
 // command around a publish's data.
 const wsFrameSlack = 4096
 
+// wsCloseWait bounds the close handshake (the peer's close frame after
+// ours); wsProtocolErrorWait is that after a protocol error.
+const (
+	wsCloseWait         = 5 * time.Second
+	wsProtocolErrorWait = time.Second
+)
+
 // wsHistoryBytes bounds one history reply; a page stops early (and says so
 // with next) rather than exceed it. At least one message is always sent.
 const wsHistoryBytes = 1 << 20
@@ -49,9 +56,10 @@ const wsHistoryBytes = 1 << 20
 type wsState struct {
 	conns atomic.Int64
 
-	mu   sync.Mutex // guards live, stop
-	live map[*wsConn]struct{}
-	stop chan struct{} // closed to stop the running sweeper; nil if none
+	mu     sync.Mutex // guards live, stop, poller
+	live   map[*wsConn]struct{}
+	stop   chan struct{} // closed to stop the running sweeper; nil if none
+	poller *wsPoller     // wakes idle readers (Linux); nil if none runs
 }
 
 func (s *Server) maxWebSockets() int {
@@ -129,14 +137,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, echo bool) {
 	if rate := s.cfg.PublishRate; rate > 0 {
 		wc.bucket = tokenBucket{rate: rate, burst: max(rate, 1), tokens: max(rate, 1), last: time.Now()}
 	}
+	wc.done = done
 	// The handler returns, so net/http lets go of the request, its
 	// buffers and its goroutine (with the stack it grew); the connection
-	// runs on in a goroutine that Shutdown waits for (beginStream).
-	go func() {
-		defer done()
-		defer sess.Release()
-		wc.run()
-	}()
+	// lives on in the goroutines it starts when it has work, and ends
+	// (finish) with done, which Shutdown waits for (beginStream).
+	wc.start()
 }
 
 // wsConn is one WebSocket connection.
@@ -149,11 +155,20 @@ type wsConn struct {
 	echo  bool
 	limit int64
 
+	done func() // ends the beginStream registration; called by finish
+
 	// writing is true while a writer goroutine (drain) runs; the
-	// session's notify hook starts one when it is false. writers counts
-	// them for run to wait on.
+	// session's notify hook starts one when it is false. The drain that
+	// finds the session closed sends the close frame and finishes the
+	// connection; writing stays set after it.
 	writing atomic.Bool
-	writers sync.WaitGroup
+	// reading is true while a reader goroutine (readLoop) runs; readers
+	// counts them for finish to wait on. With epoll, a reader exits when
+	// the socket would block between messages and the poller starts the
+	// next; fd is the socket's, as the poller knows it.
+	reading atomic.Bool
+	readers sync.WaitGroup
+	fd      int
 
 	// alive is set whenever the peer shows it is there (a frame, a pong)
 	// and cleared by each ping sweep; silent counts sweeps without it
@@ -169,38 +184,52 @@ type wsConn struct {
 	bucket tokenBucket // the reader's alone
 }
 
-// run serves the connection until it ends. The writer is not a goroutine
-// of its own: the session starts one (drain) when it has something to
-// write and it exits when the queue is empty, so an idle connection costs
-// no writer stack.
-func (wc *wsConn) run() {
+// start serves the connection. It has no goroutine of its own: a writer
+// (drain) runs when the session has something to write, and a reader
+// (readLoop) runs while there is something to read — always, without
+// epoll; with epoll, only while the socket has data. Whatever ends the
+// connection closes the session; the drain that sees that sends the close
+// frame and finishes.
+func (wc *wsConn) start() {
 	wc.alive.Store(true)
+	// reading before add: the poller must not start a reader of its own
+	// before the first one has parked.
+	wc.reading.Store(true)
+	wc.nc.polled = wc.s.ws.add(wc)
+	wc.readers.Add(1)
+	go wc.readLoop()
 	wc.sess.SetNotify(wc.notify)
-	wc.notify() // anything queued before the hook was set
-	wc.s.ws.add(wc)
-	defer wc.s.ws.remove(wc)
-	code, reason := wc.readLoop()
+	wc.notify() // for anything queued before the hook was set
+}
+
+// readLoop reads until the connection ends (and closes the session with
+// the code to end it with) or, when polled, until the socket would block
+// between messages (and parks: the poller starts the next reader).
+func (wc *wsConn) readLoop() {
+	defer wc.readers.Done()
+	code, reason, park := wc.read()
+	if park {
+		wc.reading.Store(false) // before rearm, or a wake-up could be lost
+		wc.s.ws.rearm(wc)
+		return
+	}
 	wc.sess.Close(code, reason)
-	// Closing notified: a writer runs (or ran) to send the close frame.
-	wc.writers.Wait()
 }
 
 // notify is the session's hook: it runs with the session locked.
 func (wc *wsConn) notify() {
 	if wc.writing.CompareAndSwap(false, true) {
-		wc.writers.Add(1)
 		go wc.drain()
 	}
 }
 
 // drain writes what the session holds until it is empty, then exits; when
-// the session has closed it sends the close frame instead.
+// the session has closed it sends the close frame and finishes.
 func (wc *wsConn) drain() {
-	defer wc.writers.Done()
 	for {
 		items, err := wc.sess.TryNext()
 		if err != nil {
-			wc.close(err) // writing stays set: no writer after this one
+			wc.finish(err) // writing stays set: no writer after this one
 			return
 		}
 		if len(items) > 0 {
@@ -208,7 +237,7 @@ func (wc *wsConn) drain() {
 				wc.s.log.Debug("websocket write failed", "err", err)
 				wc.dropped.Store(true)
 				wc.sess.Close(msg.CloseNormal, "write failed")
-				wc.c.CloseNow()
+				wc.finish(nil)
 				return
 			}
 			continue
@@ -225,9 +254,10 @@ func (wc *wsConn) drain() {
 	}
 }
 
-// add registers wc for ping sweeps, starting the sweeper if it is not
-// running.
-func (st *wsState) add(wc *wsConn) {
+// add registers wc for ping sweeps and, where epoll runs, for wake-ups,
+// starting the sweeper and the poller if they are not running. It reports
+// whether wc is polled.
+func (st *wsState) add(wc *wsConn) bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.live == nil {
@@ -237,21 +267,62 @@ func (st *wsState) add(wc *wsConn) {
 	if st.stop == nil {
 		end, ok := wc.s.beginStream()
 		if !ok {
-			return // shutting down: the hub is closing every session
+			return false // shutting down: the hub is closing every session
 		}
 		st.stop = make(chan struct{})
 		go st.sweep(wc.s, st.stop, end)
 	}
+	if st.poller == nil {
+		p, err := newWSPoller()
+		if err != nil {
+			return false
+		}
+		end, ok := wc.s.beginStream()
+		if !ok {
+			p.closeFDs()
+			return false
+		}
+		st.poller = p
+		go p.run(end)
+	}
+	return st.poller.add(wc) == nil
 }
 
-// remove unregisters wc; the sweeper stops with the last connection.
+// rearm asks the poller for wc's next readable event.
+func (st *wsState) rearm(wc *wsConn) {
+	st.mu.Lock()
+	p := st.poller
+	st.mu.Unlock()
+	if p != nil {
+		p.rearm(wc)
+	}
+}
+
+// unpoll stops wake-ups of wc: no reader of it starts after unpoll.
+func (st *wsState) unpoll(wc *wsConn) {
+	st.mu.Lock()
+	p := st.poller
+	st.mu.Unlock()
+	if p != nil {
+		p.remove(wc)
+	}
+}
+
+// remove unregisters wc; the sweeper and the poller stop with the last
+// connection.
 func (st *wsState) remove(wc *wsConn) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	delete(st.live, wc)
-	if len(st.live) == 0 && st.stop != nil {
-		close(st.stop)
-		st.stop = nil
+	if len(st.live) == 0 {
+		if st.stop != nil {
+			close(st.stop)
+			st.stop = nil
+		}
+		if st.poller != nil {
+			st.poller.stop()
+			st.poller = nil
+		}
 	}
 }
 
@@ -290,6 +361,7 @@ func (st *wsState) sweep(s *Server, stop <-chan struct{}, end func()) {
 			} else if wc.silent++; wc.silent >= 2 {
 				// Silent for two intervals: not listening, so no close
 				// frame; the client sees the connection drop.
+				s.log.Debug("websocket peer silent for two ping intervals: dropped")
 				wc.dropped.Store(true)
 				wc.sess.Close(msg.CloseGoingAway, "peer silent for two ping intervals")
 				wc.c.CloseNow()
@@ -307,18 +379,50 @@ func (st *wsState) sweep(s *Server, stop <-chan struct{}, end func()) {
 	}
 }
 
-// readLoop reads and serves frames until the connection ends, and returns
-// the close code it should end with.
-func (wc *wsConn) readLoop() (msg.CloseCode, string) {
+// finish ends the connection: no more readers, the close frame for err
+// (a *msg.CloseError; nil: just drop it), the readers gone, the session
+// released.
+func (wc *wsConn) finish(err error) {
+	wc.s.ws.unpoll(wc)
+	wc.nc.blocking.Store(true) // the close handshake waits for the peer
+	// Bound that wait: the library's is 5 s for a frame header but none
+	// for skipping the rest of a frame, which a peer could trickle. After
+	// a protocol error the stream cannot be parsed anyway: wait only
+	// long enough for the peer to take the close frame before the TCP
+	// close, so it is not lost to a reset.
+	wait := wsCloseWait
+	if msg.CloseCodeOf(err) == msg.CloseProtocol {
+		wait = wsProtocolErrorWait
+	}
+	wc.nc.Conn.SetReadDeadline(time.Now().Add(wait))
+	if err != nil {
+		wc.close(err)
+	} else {
+		wc.c.CloseNow()
+	}
+	wc.readers.Wait()
+	wc.s.ws.remove(wc)
+	wc.sess.Release()
+	wc.done()
+}
+
+// read reads and serves messages until the connection ends, and returns
+// the close code it should end with; or until a polled socket would block
+// between messages (park).
+func (wc *wsConn) read() (code msg.CloseCode, reason string, park bool) {
 	ctx := context.Background() // the conn's life bounds reads, not a ctx
 	for {
 		typ, rd, err := wc.c.Reader(ctx)
+		if errors.Is(err, errWouldBlock) {
+			return 0, "", true
+		}
 		if err != nil {
-			return wc.readError(err)
+			code, reason := wc.readError(err)
+			return code, reason, false
 		}
 		wc.alive.Store(true)
 		if typ == websocket.MessageBinary && !wc.echo {
-			return msg.CloseUnsupported, "binary frames are not part of the protocol: send JSON text"
+			return msg.CloseUnsupported, "binary frames are not part of the protocol: send JSON text", false
 		}
 		// A buffer per message, from a pool: an idle connection holds none.
 		buf := wsReadPool.Get().(*[]byte)
@@ -329,7 +433,7 @@ func (wc *wsConn) readLoop() (msg.CloseCode, string) {
 			wsReadPool.Put(buf)
 		}
 		if code != 0 {
-			return code, reason
+			return code, reason, false
 		}
 	}
 }

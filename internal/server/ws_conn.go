@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 )
@@ -29,6 +31,14 @@ type wsNetConn struct {
 	// every read. Only the reading goroutine touches them.
 	scan    closeScan
 	scanErr error
+	// polled is set when an epoll loop wakes this connection's reader
+	// (ws_poll_linux.go): Read then returns errWouldBlock, instead of
+	// blocking, when nothing is there and the library is between
+	// messages. Set before the first read; blocking, set when the
+	// connection closes, turns that off for the close handshake.
+	polled   bool
+	blocking atomic.Bool
+	raw      syscall.RawConn // for tryRead; set with polled
 
 	mu     sync.Mutex // guards corked, buf, and orders writes
 	corked bool
@@ -47,6 +57,11 @@ func (c *wsNetConn) Read(p []byte) (int, error) {
 		if len(c.pre) == 0 {
 			c.pre = nil
 		}
+	} else if c.polled && !c.blocking.Load() && c.scan.atBoundary() {
+		n, err = c.tryRead(p)
+		if err == errWouldBlock {
+			return 0, err
+		}
 	} else {
 		n, err = c.Conn.Read(p)
 	}
@@ -57,6 +72,11 @@ func (c *wsNetConn) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// errWouldBlock is what a polled connection's Read returns when there is
+// nothing to read between two messages: the reader parks and the epoll loop
+// wakes it when there is.
+var errWouldBlock = errors.New("websocket: would block")
 
 // errBadCloseReason fails a connection whose peer sent a close frame with a
 // reason that is not UTF-8 (RFC 6455 §8.1 and §5.5.1: answered with 1007).
@@ -74,9 +94,11 @@ type closeScan struct {
 	remain  uint64 // payload bytes left in the current frame
 	inBody  bool
 	isClose bool
-	mask    [4]byte // zero for an unmasked frame (which the library refuses)
-	pos     int     // payload position, for unmasking
-	pay     []byte
+	// midMessage is set between the frames of a fragmented data message.
+	midMessage bool
+	mask       [4]byte // zero for an unmasked frame (which the library refuses)
+	pos        int     // payload position, for unmasking
+	pay        []byte
 }
 
 // scan consumes p and reports false once a close frame with an invalid
@@ -136,6 +158,9 @@ func (s *closeScan) scan(p []byte) bool {
 			length = uint64(l)
 		}
 		s.isClose = s.hdr[0]&0x0f == 0x8
+		if op := s.hdr[0] & 0x0f; op <= 0x2 {
+			s.midMessage = s.hdr[0]&0x80 == 0
+		}
 		s.hlen, s.pos, s.pay = 0, 0, s.pay[:0]
 		if length == 0 {
 			continue
@@ -147,6 +172,11 @@ func (s *closeScan) scan(p []byte) bool {
 		s.inBody, s.remain = true, length
 	}
 	return true
+}
+
+// atBoundary reports whether the bytes scanned end between two messages.
+func (s *closeScan) atBoundary() bool {
+	return s.hlen == 0 && !s.inBody && !s.midMessage
 }
 
 func (s *closeScan) closeOK() bool {
