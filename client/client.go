@@ -411,7 +411,14 @@ func (c *Client) Publish(ctx context.Context, channel string, data json.RawMessa
 	if c.Transport() == WebSocket {
 		cmd, err := c.commander(ctx)
 		if err == nil {
-			return cmd.publish(ctx, channel, data)
+			p, err := cmd.publish(ctx, channel, data)
+			var me *msg.Error
+			if err != nil && c.auto != nil && ctx.Err() == nil && !errors.As(err, &me) {
+				// The WebSocket opened and then died: one more strike
+				// against it for Auto, as for subscriptions.
+				c.auto.failedAfterOpen(WebSocket, c.opts.MaxFailures, c.opts.Logger, err)
+			}
+			return p, err
 		}
 		if c.auto == nil || !isUnsupported(err) {
 			return msg.Published{}, err

@@ -215,13 +215,11 @@ func (d *connectDialer) DialContext(ctx context.Context, network, addr string) (
 }
 
 func (d *connectDialer) handshake(ctx context.Context, conn net.Conn, addr string) (_ net.Conn, err error) {
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-		defer conn.SetDeadline(time.Time{})
-	}
+	// ctx's end (deadline included) cuts the handshake, through the
+	// connection's deadline, and then the error is ctx's.
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer func() {
-		if !stop() {
+		if !stop() || (err != nil && ctx.Err() != nil) {
 			err = ctx.Err()
 		}
 	}()

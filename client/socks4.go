@@ -147,13 +147,11 @@ func (d *socks4Dialer) request(ctx context.Context, addr string) ([]byte, error)
 
 // socks4Handshake sends req on conn and reads the reply, within ctx.
 func socks4Handshake(ctx context.Context, conn net.Conn, req []byte) (err error) {
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-		defer conn.SetDeadline(time.Time{})
-	}
+	// ctx's end (deadline included) cuts the handshake, through the
+	// connection's deadline, and then the error is ctx's.
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer func() {
-		if !stop() {
+		if !stop() || (err != nil && ctx.Err() != nil) {
 			// ctx ended during the handshake and poisoned conn's deadline.
 			err = ctx.Err()
 		}

@@ -63,7 +63,7 @@ func TestSocks4Replies(t *testing.T) {
 		{[]byte{0, 92, 0, 0, 0, 0, 0, 0}, "identd"},
 		{[]byte{5, 0, 0, 0, 0, 0, 0, 0}, "not a SOCKS4 proxy"},
 		{[]byte{0, 90}, "closed the connection during the handshake"},
-		{nil, "timeout"}, // says nothing
+		{nil, "deadline exceeded"}, // says nothing
 	} {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
