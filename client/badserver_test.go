@@ -5,6 +5,7 @@ import (
 	"crypto/sha1"
 	"encoding/base64"
 	"errors"
+	"github.com/duplexhq/duplex/msg"
 	"io"
 	"net"
 	"net/http"
@@ -352,5 +353,58 @@ func TestSilentStream(t *testing.T) {
 	defer s.Close()
 	if err := <-got; !strings.Contains(err.Error(), "waiting for data") || !strings.Contains(err.Error(), "timed out") {
 		t.Fatalf("disconnect reason %v", err)
+	}
+}
+
+// closeFrame is an unmasked server close frame with a code.
+func closeFrame(code uint16, reason string) []byte {
+	return append([]byte{0x88, byte(2 + len(reason)), byte(code >> 8), byte(code)}, reason...)
+}
+
+// TestCloseCodes: a close code whose Reconnect() is false ends the
+// subscription with a *msg.CloseError; the others are retried.
+func TestCloseCodes(t *testing.T) {
+	checkLeaks(t)
+	for _, tc := range []struct {
+		code      uint16
+		reconnect bool
+	}{
+		{1008, false}, {1003, false}, {1009, false},
+		{1001, true}, {1011, true}, {1013, true},
+	} {
+		url := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			conn := wsAccept(w, r)
+			defer conn.Close()
+			conn.Write(closeFrame(tc.code, "bye"))
+			io.Copy(io.Discard, conn) // until the client closes
+		}))
+		opts := shortOpts(WebSocket)
+		var mu sync.Mutex
+		n := 0
+		opts.OnDisconnect = func(_ Transport, err error) {
+			mu.Lock()
+			n++
+			mu.Unlock()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		c, err := Dial(ctx, url, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Subscribe(ctx, []string{"c"}, nil)
+		c.Close()
+		cancel()
+		var ce *msg.CloseError
+		if !tc.reconnect {
+			if !errors.As(err, &ce) || uint16(ce.Code) != tc.code || ce.Reason != "bye" {
+				t.Errorf("close %d: error %v, want the close error", tc.code, err)
+			}
+			continue
+		}
+		mu.Lock()
+		if !errors.Is(err, context.DeadlineExceeded) || n < 2 {
+			t.Errorf("close %d: error %v after %d connections, want retries until the deadline", tc.code, err, n)
+		}
+		mu.Unlock()
 	}
 }

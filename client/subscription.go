@@ -163,18 +163,18 @@ func (s *Subscription) Transport() Transport {
 func (s *Subscription) Next(ctx context.Context) (Event, error) {
 	select {
 	case ev := <-s.events:
-		s.processedLocked(ev)
+		s.markProcessed(ev)
 		return ev, nil
 	default:
 	}
 	select {
 	case ev := <-s.events:
-		s.processedLocked(ev)
+		s.markProcessed(ev)
 		return ev, nil
 	case <-s.done:
 		select {
 		case ev := <-s.events:
-			s.processedLocked(ev)
+			s.markProcessed(ev)
 			return ev, nil
 		default:
 		}
@@ -184,9 +184,8 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 	}
 }
 
-// processedLocked records that Next returned ev. (It takes s.mu itself;
-// the name says Next calls it with no other lock held.)
-func (s *Subscription) processedLocked(ev Event) {
+// markProcessed records that Next returned ev.
+func (s *Subscription) markProcessed(ev Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
