@@ -5,7 +5,6 @@ import (
 	"crypto/sha1"
 	"encoding/base64"
 	"errors"
-	"github.com/duplexhq/duplex/msg"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/duplexhq/duplex/msg"
 )
 
 // These tests put the client in front of servers that break the wire
