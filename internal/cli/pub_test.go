@@ -3,8 +3,12 @@ package cli
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -12,6 +16,7 @@ import (
 	"time"
 
 	"github.com/duplexhq/duplex/internal/hubtest"
+	"github.com/duplexhq/duplex/internal/proxy"
 )
 
 // runMain runs cli.Main in-process with stdin and returns the exit code,
@@ -138,6 +143,83 @@ func TestPubErrors(t *testing.T) {
 			code, _, errOut := runMain(t, ctx, tc.stdin, tc.args...)
 			if code != tc.code || !strings.Contains(errOut, tc.want) {
 				t.Fatalf("exit %d, stderr %q; want exit %d and %q", code, errOut, tc.code, tc.want)
+			}
+		})
+	}
+}
+
+// startTestProxy runs the duplex proxy in-process on 127.0.0.1:0, allowed
+// to reach 127.0.0.1 and resolving hub.test to it.
+func startTestProxy(t *testing.T) string {
+	t.Helper()
+	s, err := proxy.New(proxy.Config{
+		Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+		LookupNetIP: func(ctx context.Context, host string) ([]netip.Addr, error) {
+			if host == "hub.test" {
+				return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+			}
+			return nil, fmt.Errorf("no such host %q", host)
+		},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+		<-errc
+	})
+	return ln.Addr().String()
+}
+
+// TestPubSubThroughProxy: pub and sub with --proxy, and with ALL_PROXY
+// from the environment (the hub named hub.test, which only the proxy
+// resolves, so nothing reaches it directly).
+func TestPubSubThroughProxy(t *testing.T) {
+	px := startTestProxy(t)
+	h := hubtest.Start(t, nil) // stops before the proxy
+	_, port, _ := net.SplitHostPort(h.Addr)
+	named := "http://hub.test:" + port
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, url, flag, env string
+	}{
+		{"flag socks5h", named, "socks5h://" + px, ""},
+		{"flag http", named, "http://" + px, ""},
+		{"flag socks4", h.URL, "socks4://" + px, ""},
+		{"env ALL_PROXY", named, "", "socks4a://" + px},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, k := range []string{"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"} {
+				t.Setenv(k, "")
+			}
+			t.Setenv("ALL_PROXY", tc.env)
+			ch := "px-" + strings.ReplaceAll(tc.name, " ", "-")
+			for _, tr := range []string{"ws", "sse"} {
+				args := []string{"pub", "--url", tc.url, "--transport", tr}
+				if tc.flag != "" {
+					args = append(args, "--proxy", tc.flag)
+				}
+				code, out, errOut := runMain(t, ctx, "1\n2\n", append(args, ch)...)
+				if code != 0 || len(strings.Split(strings.TrimSpace(out), "\n")) != 2 {
+					t.Fatalf("pub %s: exit %d, out %q, stderr %q", tr, code, out, errOut)
+				}
+			}
+			args := []string{"sub", "--url", tc.url, "--transport", "poll", "--cursor", ch + "::0", "--count", "4"}
+			if tc.flag != "" {
+				args = append(args, "--proxy", tc.flag)
+			}
+			code, out, errOut := runMain(t, ctx, "", append(args, ch)...)
+			if code != 0 || len(strings.Split(strings.TrimSpace(out), "\n")) != 4 || !strings.Contains(errOut, "cursor: "+ch+":") {
+				t.Fatalf("sub: exit %d, out %q, stderr %q", code, out, errOut)
 			}
 		})
 	}
