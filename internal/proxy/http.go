@@ -475,6 +475,8 @@ func (s *Server) forward(c *conn, br *bufio.Reader, h *requestHead, l *tunnelLog
 	if _, err := c.nc.Write(rh.Bytes()); err != nil {
 		resp.Body.Close()
 		o.close()
+		c.nc.Close()
+		waitBody() // it writes l.up
 		l.outcome, l.err = "client_closed", err
 		s.logTunnel(l)
 		return false, nil

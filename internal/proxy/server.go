@@ -298,6 +298,9 @@ type tunnelLog struct {
 // logTunnel writes the access-log line of l and counts it.
 func (s *Server) logTunnel(l *tunnelLog) {
 	s.metrics.record(l)
+	if !s.cfg.Logger.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
 	attrs := []slog.Attr{
 		slog.String("proto", l.proto),
 		slog.String("client", addrString(l.client)),
