@@ -388,8 +388,10 @@ func (c *Client) setHeaders(h http.Header) {
 	h.Set("User-Agent", "duplex-go-client")
 }
 
-// maxReplyBody bounds a request/response reply.
-func (c *Client) maxReplyBody() int64 { return int64(c.opts.MaxFrame)*1024 + 1<<20 }
+// maxReplyBody bounds a request/response reply or a long-poll answer: a
+// history page of 1000 messages at the hub's default 64 KiB fits, and so
+// does what one hub session may queue (16 MiB by default).
+func (c *Client) maxReplyBody() int64 { return max(64<<20, 16*int64(c.opts.MaxFrame)) }
 
 // Publish publishes data (a JSON value) to channel and returns where it
 // landed. Over the WebSocket transport (and Auto while WebSocket works) it
