@@ -91,9 +91,16 @@ func (p *pump) copyLoop(dst, src net.Conn, pending []byte, n *atomic.Int64) erro
 		}
 		p.touch()
 	}
+	// Deadlines are refreshed only when a good part of their span has
+	// passed: during a bulk transfer this loop turns thousands of times a
+	// second, and each refresh is a timer update.
+	var readSet, writeDeadline time.Time
 	for {
 		if p.window > 0 {
-			src.SetReadDeadline(time.Now().Add(p.window))
+			if now := time.Now(); now.Sub(readSet) > p.window/8 {
+				readSet = now
+				src.SetReadDeadline(now.Add(p.window))
+			}
 		}
 		avail, err := waitReadable(src)
 		if err != nil {
@@ -127,17 +134,17 @@ func (p *pump) copyLoop(dst, src net.Conn, pending []byte, n *atomic.Int64) erro
 			}
 			continue
 		}
-		// Deadlines for the copy: the read deadline only ever fires while
-		// the splice pipe is empty (waiting for src), so nothing is lost
-		// and the loop goes on. The write deadline is a whole idle period:
-		// it fires only for a peer that stopped reading, and then the
-		// tunnel is torn down anyway.
-		var writeDeadline time.Time
+		// Deadlines for the copy. The read deadline set above only ever
+		// fires while the splice pipe is empty (the bytes copied are
+		// already queued), so nothing is lost and the loop goes on. The
+		// write deadline is most of an idle period away: it fires only for
+		// a peer that stopped reading, and then the tunnel is torn down
+		// anyway.
 		if p.window > 0 {
-			now := time.Now()
-			src.SetReadDeadline(now.Add(p.window))
-			writeDeadline = now.Add(p.idle)
-			dst.SetWriteDeadline(writeDeadline)
+			if now := time.Now(); writeDeadline.Sub(now) < p.idle-p.window {
+				writeDeadline = now.Add(p.idle)
+				dst.SetWriteDeadline(writeDeadline)
+			}
 		}
 		var m int64
 		if avail > 0 && avail <= smallBurst {
