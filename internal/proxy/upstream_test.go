@@ -107,3 +107,30 @@ func TestUpstreamAllFail(t *testing.T) {
 		t.Errorf("socks5 reply %#x, want general failure", rep)
 	}
 }
+
+// TestUpstreamReferenceProxies chains through proxies nobody here wrote:
+// dante as a SOCKS5 upstream and tinyproxy as an HTTP (CONNECT) upstream.
+func TestUpstreamReferenceProxies(t *testing.T) {
+	checkLeaks(t)
+	origin := newOrigin(t)
+	dante := startDante(t)
+	tiny := startTinyproxy(t)
+	p := startProxy(t, Config{Allow: loopback, Upstreams: mustURLs("socks5://"+dante.addr, "http://"+tiny.addr)})
+	cl := proxyClient(t, p.addr)
+	cl.Transport.(*http.Transport).DisableKeepAlives = true
+	for i := range 4 {
+		resp, err := cl.Get(fmt.Sprintf("%s/ref%d", origin.URL, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != fmt.Sprintf("hello /ref%d", i) {
+			t.Fatalf("body %q", b)
+		}
+	}
+	waitIdle(t, p)
+	if f := p.metrics.upstreamFailures.Load(); f != 0 {
+		t.Errorf("%d upstream failures:\n%s", f, p.log.String())
+	}
+}
