@@ -22,20 +22,19 @@ var errStalled = errors.New("peer stopped reading")
 // direction waits for readability without holding a buffer or a splice
 // pipe, so an idle tunnel costs two parked goroutines and two sockets.
 type pump struct {
-	client, dst net.Conn
-	idle        time.Duration // <= 0: never
-	window      time.Duration // deadline step, idle/4
-	start       time.Time
-	lastActive  atomic.Int64 // nanoseconds since start
-	up, down    atomic.Int64 // bytes client→dst, dst→client
+	idle       time.Duration // <= 0: never
+	window     time.Duration // deadline step, idle/4
+	start      time.Time
+	lastActive atomic.Int64 // nanoseconds since start
+	up, down   atomic.Int64 // bytes client→dst, dst→client
 }
 
-// run pumps until both directions are done, the first error closes both
+// runPump pumps until both directions are done, the first error closes both
 // ends, and returns the first error that was not a clean EOF. clientPending
 // and dstPending are bytes already read off the client or the destination
 // that the other side still has to receive.
 func runPump(client, dst net.Conn, clientPending, dstPending []byte, idle time.Duration) (up, down int64, err error) {
-	p := &pump{client: client, dst: dst, idle: idle, start: time.Now()}
+	p := &pump{idle: idle, start: time.Now()}
 	if idle > 0 {
 		p.window = idle / 4
 	}
