@@ -295,8 +295,10 @@ func BenchmarkThroughput(b *testing.B) {
 	})
 	type path struct {
 		name string
+		pid  int // the proxy process, 0 for direct
 		c    *net.TCPConn
 		d    time.Duration
+		cpu  time.Duration // the proxy's CPU time during this path's turns
 	}
 	var paths []*path
 	proxies := []benchProxy{{name: "direct", kinds: []tunnelKind{kindDirect}}, startDuplexChild(b).benchProxy, startDante(b), startTinyproxy(b)}
@@ -311,7 +313,7 @@ func BenchmarkThroughput(b *testing.B) {
 				b.Fatalf("%s: %v", name, err)
 			}
 			defer c.Close()
-			paths = append(paths, &path{name: name, c: c})
+			paths = append(paths, &path{name: name, pid: p.pid, c: c})
 		}
 	}
 	buf := make([]byte, chunk)
@@ -320,6 +322,7 @@ func BenchmarkThroughput(b *testing.B) {
 		for i := range paths {
 			p := paths[(round+i)%len(paths)]
 			t0 := time.Now()
+			c0 := cpuTime(p.pid)
 			for range roundBytes / chunk {
 				if _, err := p.c.Write(buf); err != nil {
 					b.Fatalf("%s: %v", p.name, err)
@@ -330,6 +333,7 @@ func BenchmarkThroughput(b *testing.B) {
 				b.Fatalf("%s ack: %v", p.name, err)
 			}
 			p.d += time.Since(t0)
+			p.cpu += cpuTime(p.pid) - c0
 		}
 	}
 	b.StopTimer()
@@ -339,6 +343,8 @@ func BenchmarkThroughput(b *testing.B) {
 		b.ReportMetric(mbps(p), p.name+"-MB/s")
 		if p != paths[0] {
 			b.ReportMetric(mbps(p)/direct, p.name+"-ratio")
+			// CPU seconds the proxy spent per GB relayed.
+			b.ReportMetric(p.cpu.Seconds()/(float64(b.N)*roundBytes/1e9), p.name+"-cpu-s/GB")
 		}
 	}
 }
@@ -368,6 +374,8 @@ func BenchmarkSetup(b *testing.B) {
 		name    string
 		kind    tunnelKind
 		addr    string
+		pid     int
+		cpu     time.Duration
 		lat     []time.Duration
 		d       time.Duration
 		failed  int64
@@ -381,7 +389,7 @@ func BenchmarkSetup(b *testing.B) {
 			if kind != kindDirect {
 				name += "-" + string(kind)
 			}
-			paths = append(paths, &path{name: name, kind: kind, addr: p.addr})
+			paths = append(paths, &path{name: name, kind: kind, addr: p.addr, pid: p.pid})
 		}
 	}
 	const clients = 50
@@ -394,6 +402,7 @@ func BenchmarkSetup(b *testing.B) {
 			lat := make([][]time.Duration, clients)
 			var wg sync.WaitGroup
 			start := time.Now()
+			c0 := cpuTime(p.pid)
 			for w := range clients {
 				wg.Go(func() {
 					for next.Add(1) <= setupsPerRound {
@@ -420,6 +429,7 @@ func BenchmarkSetup(b *testing.B) {
 			}
 			wg.Wait()
 			p.d += time.Since(start)
+			p.cpu += cpuTime(p.pid) - c0
 			p.lat = append(p.lat, slices.Concat(lat...)...)
 			p.failed += failed.Load()
 			if e, ok := firstFail.Load().(string); ok {
@@ -439,6 +449,10 @@ func BenchmarkSetup(b *testing.B) {
 		b.ReportMetric(float64(len(p.lat))/p.d.Seconds(), p.name+"-setups/s")
 		b.ReportMetric(float64(p.lat[len(p.lat)/2].Microseconds()), p.name+"-p50-µs")
 		b.ReportMetric(float64(p.lat[len(p.lat)*99/100].Microseconds()), p.name+"-p99-µs")
+		if p.pid != 0 {
+			// The proxy's CPU time per setup: robust to machine load.
+			b.ReportMetric(float64(p.cpu.Microseconds())/float64(len(p.lat)+int(p.failed)), p.name+"-cpu-µs/setup")
+		}
 	}
 }
 
@@ -545,6 +559,37 @@ func settle(gc func() string) {
 // descendants.
 func pss(b testing.TB, pid int) int64 {
 	b.Helper()
+	var total int64
+	for _, p := range processTree(pid) {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", p))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(line, "Pss:") {
+				kb, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+				total += kb << 10
+			}
+		}
+	}
+	if total == 0 {
+		b.Fatalf("no PSS for pid %d", pid)
+	}
+	return total
+}
+
+// procStat returns the fields of /proc/<pid>/stat after the command name.
+func procStat(pid int) []string {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	s := string(st)
+	return strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+}
+
+// processTree returns pid and all its descendants.
+func processTree(pid int) []int {
 	children := map[int][]int{}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -552,39 +597,41 @@ func pss(b testing.TB, pid int) int64 {
 		if err != nil {
 			continue
 		}
-		st, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...
-		s := string(st)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) > 1 {
+		// state ppid ...
+		if f := procStat(p); len(f) > 1 {
 			pp, _ := strconv.Atoi(f[1])
 			children[pp] = append(children[pp], p)
 		}
 	}
-	var total int64
+	var out []int
 	var walk func(int)
 	walk = func(p int) {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", p))
-		if err == nil {
-			for _, line := range strings.Split(string(data), "\n") {
-				if strings.HasPrefix(line, "Pss:") {
-					kb, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
-					total += kb << 10
-				}
-			}
-		}
+		out = append(out, p)
 		for _, c := range children[p] {
 			walk(c)
 		}
 	}
 	walk(pid)
-	if total == 0 {
-		b.Fatalf("no PSS for pid %d", pid)
+	return out
+}
+
+// cpuTime returns the user+system CPU time used so far by pid and its
+// live descendants. Unlike wall-clock rates it hardly depends on how
+// loaded the machine is.
+func cpuTime(pid int) time.Duration {
+	if pid == 0 {
+		return 0
 	}
-	return total
+	var ticks int64
+	for _, p := range processTree(pid) {
+		// After the name: state(0) ppid(1) ... utime(11) stime(12).
+		if f := procStat(p); len(f) > 12 {
+			u, _ := strconv.ParseInt(f[11], 10, 64)
+			s, _ := strconv.ParseInt(f[12], 10, 64)
+			ticks += u + s
+		}
+	}
+	return time.Duration(ticks) * (time.Second / 100) // USER_HZ is 100 on Linux
 }
 
 // duplexChild is the proxy running in a child process.
