@@ -52,8 +52,16 @@ func startPeer(t *testing.T, port int, name string, args ...string) {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait(); logf.Close() }()
 	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // the group this test started
-		<-exited
+		// TERM first, so that the server reaps its own children (dante
+		// forks helpers); then KILL whatever of its group is left.
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // the group this test started
+			<-exited
+		}
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	})
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	deadline := time.Now().Add(15 * time.Second)
@@ -122,29 +130,60 @@ func startTinyproxy(t *testing.T) string {
 	return "127.0.0.1:" + strconv.Itoa(port)
 }
 
+func startSquid(t *testing.T) string {
+	t.Helper()
+	port := freePort(t)
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o777); err != nil { // squid drops to its own user
+		t.Fatal(err)
+	}
+	user := ""
+	if os.Geteuid() == 0 {
+		user = "cache_effective_user proxy\n"
+	}
+	// CONNECT to any port (no SSL_ports rule), no cache, no access log.
+	conf := fmt.Sprintf(`http_port 127.0.0.1:%d
+http_access allow all
+cache deny all
+access_log none
+cache_log %s/cache.log
+pid_filename %s/squid.pid
+coredump_dir %s
+shutdown_lifetime 0 seconds
+%s`, port, dir, dir, dir, user)
+	path := filepath.Join(dir, "squid.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	startPeer(t, port, "squid", "-N", "-f", path)
+	return "127.0.0.1:" + strconv.Itoa(port)
+}
+
 // TestClientThroughThirdPartyProxies: every transport through proxies
-// nobody here wrote: Debian's dante-server (SOCKS5 and SOCKS4) and
-// tinyproxy (HTTP: CONNECT for WebSocket, which tinyproxy would otherwise
+// nobody here wrote: Debian's dante-server (SOCKS5 and SOCKS4), tinyproxy
+// and squid (HTTP: CONNECT for WebSocket, which tinyproxy would otherwise
 // strip the Upgrade of; forwarding for the others).
 func TestClientThroughThirdPartyProxies(t *testing.T) {
 	hubtest.CheckLeaks(t)
 	dante := startDante(t)
 	tiny := startTinyproxy(t)
+	squid := startSquid(t)
 	h := hubtest.Start(t, nil) // stops before the proxies
-	for _, px := range []string{"socks5://" + dante, "socks4://" + dante, "http://" + tiny} {
+	for _, px := range []string{"socks5://" + dante, "socks4://" + dante, "http://" + tiny, "http://" + squid} {
 		for _, tr := range append(explicitTransports, client.Auto) {
 			scheme, _, _ := strings.Cut(px, ":")
-			name := scheme
-			if scheme == "http" {
+			name := "dante-" + scheme
+			switch px {
+			case "http://" + tiny:
 				name = "tinyproxy"
-			} else {
-				name = "dante-" + scheme
+			case "http://" + squid:
+				name = "squid"
 			}
 			t.Run(name+"/"+string(tr), func(t *testing.T) {
 				opts := fastOpts(tr)
 				opts.Proxy = px
 				c := dialClient(t, h.URL, opts)
-				ch := "peer-" + scheme + "-" + string(tr)
+				ch := "peer-" + name + "-" + string(tr)
 				s := subscribe(t, c, []string{ch}, nil)
 				if tr == client.Auto && s.Transport() != client.WebSocket {
 					t.Fatalf("auto fell back to %s through %s", s.Transport(), name)
