@@ -452,8 +452,10 @@ func (c *Client) publishHTTP(ctx context.Context, channel string, data json.RawM
 	return p, nil
 }
 
-// History returns up to limit messages of channel after offset after
-// (GET /v1/channels/{channel}/messages, cacheable by proxies). limit 0
+// History returns up to limit messages of channel after offset after.
+// Over the WebSocket transport (and Auto while WebSocket works) it is a
+// history command on the client's one WebSocket; otherwise it is
+// GET /v1/channels/{channel}/messages, which proxies may cache. limit 0
 // means the hub's default (100).
 func (c *Client) History(ctx context.Context, channel string, after uint64, limit int) (*msg.History, error) {
 	if !msg.ValidChannel(channel) {
@@ -464,6 +466,31 @@ func (c *Client) History(ctx context.Context, channel string, after uint64, limi
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
 	defer cancel()
+	var h *msg.History
+	var err error
+	if c.Transport() == WebSocket {
+		var cmd *wsCommander
+		if cmd, err = c.commander(ctx); err == nil {
+			h, err = cmd.history(ctx, channel, after, limit)
+		} else if c.auto != nil && isUnsupported(err) {
+			c.auto.unsupported(WebSocket, c.opts.Logger, err)
+		}
+	}
+	if h == nil && err == nil {
+		h, err = c.historyHTTP(ctx, channel, after, limit)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for i := range h.Messages {
+		if err := checkEnvelope(&h.Messages[i]); err != nil || h.Messages[i].Channel != channel {
+			return nil, fmt.Errorf("history: %w: bad message in reply", ErrProtocol)
+		}
+	}
+	return h, nil
+}
+
+func (c *Client) historyHTTP(ctx context.Context, channel string, after uint64, limit int) (*msg.History, error) {
 	q := url.Values{"after": {strconv.FormatUint(after, 10)}}
 	if limit > 0 {
 		q.Set("limit", strconv.Itoa(limit))
@@ -475,11 +502,6 @@ func (c *Client) History(ctx context.Context, channel string, after uint64, limi
 	var h msg.History
 	if err := c.do(req, http.StatusOK, &h); err != nil {
 		return nil, fmt.Errorf("history: %w", err)
-	}
-	for i := range h.Messages {
-		if err := checkEnvelope(&h.Messages[i]); err != nil || h.Messages[i].Channel != channel {
-			return nil, fmt.Errorf("history: %w: bad message in reply", ErrProtocol)
-		}
 	}
 	return &h, nil
 }

@@ -455,6 +455,8 @@ type frame struct {
 	Code     msg.Code        `json:"code"`
 	Message  string          `json:"message"`
 	Messages []msg.Envelope  `json:"messages"`
+	Oldest   uint64          `json:"oldest"`
+	Latest   uint64          `json:"latest"`
 }
 
 // decodeFrame decodes one JSON object. Anything else is a protocol error.

@@ -73,6 +73,8 @@ type wsCommand struct {
 	Epoch   string          `json:"epoch,omitempty"`
 	Offset  *uint64         `json:"offset,omitempty"`
 	Data    json.RawMessage `json:"data,omitempty"`
+	After   *uint64         `json:"after,omitempty"`
+	Limit   int             `json:"limit,omitempty"`
 }
 
 func writeJSON(ctx context.Context, conn *websocket.Conn, timeout time.Duration, v any) error {
@@ -355,6 +357,18 @@ func (w *wsCommander) publish(ctx context.Context, channel string, data json.Raw
 		return msg.Published{}, fmt.Errorf("publish: %w: reply without epoch or offset", ErrProtocol)
 	}
 	return p, nil
+}
+
+func (w *wsCommander) history(ctx context.Context, channel string, after uint64, limit int) (*msg.History, error) {
+	f, err := w.call(ctx, wsCommand{Type: "history", Channel: channel, After: &after, Limit: limit})
+	if err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	h := &msg.History{Channel: channel, Epoch: f.Epoch, Messages: f.Messages, Next: f.Next, Oldest: f.Oldest, Latest: f.Latest}
+	if h.Messages == nil {
+		h.Messages = []msg.Envelope{}
+	}
+	return h, nil
 }
 
 // close closes the connection and waits for the reader.
