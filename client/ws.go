@@ -258,16 +258,19 @@ func (c *Client) commander(ctx context.Context) (*wsCommander, error) {
 		return nil, err
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
+	closed, winner := c.closed, c.cmd
+	if !closed && winner == nil {
+		c.cmd = w
+	}
+	c.mu.Unlock()
+	switch {
+	case closed:
 		w.close()
 		return nil, ErrClosed
+	case winner != nil: // another call won the race
+		w.close()
+		return winner, nil
 	}
-	if c.cmd != nil { // another call won the race
-		go w.close()
-		return c.cmd, nil
-	}
-	c.cmd = w
 	return w, nil
 }
 
