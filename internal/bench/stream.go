@@ -285,7 +285,7 @@ const maxInFlight = 16
 
 func newPacedPublisher(base, channel string, size int) *pacedPublisher {
 	return &pacedPublisher{
-		hc:  &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: maxInFlight}},
+		hc:  &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: maxInFlight}},
 		url: base + "/v1/channels/" + url.PathEscape(channel) + "/messages",
 		pad: strings.Repeat("x", size-40),
 		sem: make(chan struct{}, maxInFlight),
