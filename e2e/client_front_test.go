@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -31,15 +32,26 @@ type tcpFront struct {
 
 func startTCPFront(t *testing.T, target string) *tcpFront {
 	t.Helper()
+	return startTLSFront(t, target, nil)
+}
+
+// startTLSFront is a tcpFront that terminates TLS with cfg (an https://
+// hub), or plain TCP with cfg nil.
+func startTLSFront(t *testing.T, target string, cfg *tls.Config) *tcpFront {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cfg != nil {
+		ln = tls.NewListener(ln, cfg)
 	}
 	f := &tcpFront{ln: ln, target: target, conns: make(map[net.Conn]struct{})}
 	f.wg.Go(f.accept)
 	t.Cleanup(f.close)
 	return f
 }
+
 
 func (f *tcpFront) URL() string { return "http://" + f.ln.Addr().String() }
 

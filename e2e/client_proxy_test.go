@@ -99,7 +99,7 @@ func selfSigned(t *testing.T) (server, clientCfg *tls.Config) {
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:     []string{"localhost"},
+		DNSNames:     []string{"localhost", hubName},
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
@@ -286,5 +286,38 @@ func TestClientProxyFromEnvironment(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestClientHTTPSHub: an https:// hub (TLS in front of it), every
+// transport, directly and through duplex proxy by http:// (CONNECT, since
+// the hub is https) and socks5h://.
+func TestClientHTTPSHub(t *testing.T) {
+	hubtest.CheckLeaks(t)
+	px := startDuplexProxy(t, nil, nil)
+	h := hubtest.Start(t, nil)
+	srvTLS, cliTLS := selfSigned(t)
+	front := startTLSFront(t, h.Addr, srvTLS)
+	_, port, _ := net.SplitHostPort(front.ln.Addr().String())
+	for _, via := range []string{"direct", "http://" + px.Addr().String(), "socks5h://" + px.Addr().String()} {
+		for _, tr := range append(explicitTransports, client.Auto) {
+			t.Run(strings.SplitN(via, ":", 2)[0]+"/"+string(tr), func(t *testing.T) {
+				opts := fastOpts(tr)
+				opts.Proxy = via
+				opts.TLSConfig = cliTLS
+				host := hubName // only the proxy resolves it
+				if via == "direct" {
+					host = "localhost"
+				}
+				c := dialClient(t, "https://"+host+":"+port, opts)
+				ch := "tls-" + strings.SplitN(via, ":", 2)[0] + "-" + string(tr)
+				s := subscribe(t, c, []string{ch}, nil)
+				if tr == client.Auto && s.Transport() != client.WebSocket {
+					t.Fatalf("auto uses %s", s.Transport())
+				}
+				publishN(t, c, ch, 1, 3)
+				expectMessages(t, s, map[string][2]int{ch: {1, 3}})
+			})
+		}
 	}
 }
