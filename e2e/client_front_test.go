@@ -52,7 +52,6 @@ func startTLSFront(t *testing.T, target string, cfg *tls.Config) *tcpFront {
 	return f
 }
 
-
 func (f *tcpFront) URL() string { return "http://" + f.ln.Addr().String() }
 
 func (f *tcpFront) accept() {
