@@ -1,5 +1,9 @@
 package client
 
+// Locks: Client.mu, Subscription.mu, autoState.mu and wsCommander.mu are
+// each taken alone, never one inside another, so there is no lock order to
+// keep. No lock is held while calling hooks, dialing or doing I/O.
+
 import (
 	"bytes"
 	"context"
