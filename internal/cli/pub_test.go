@@ -15,8 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/duplexhq/duplex/internal/hubtest"
 	"github.com/duplexhq/duplex/internal/proxy"
+	"github.com/duplexhq/duplex/internal/server"
 )
 
 // runMain runs cli.Main in-process with stdin and returns the exit code,
@@ -222,5 +225,44 @@ func TestPubSubThroughProxy(t *testing.T) {
 				t.Fatalf("sub: exit %d, out %q, stderr %q", code, out, errOut)
 			}
 		})
+	}
+}
+
+// TestPubSubEnvDefaults: DUPLEX_URL and DUPLEX_TOKEN stand in for --url
+// and --token; without a token a hub with a secret refuses clearly.
+func TestPubSubEnvDefaults(t *testing.T) {
+	secret := []byte("cli-secret")
+	h := hubtest.Start(t, &hubtest.Options{Server: server.Config{JWTSecret: secret}})
+	tok, err := server.NewToken(secret, server.Claims{
+		RegisteredClaims: jwt.RegisteredClaims{ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))},
+		Subscribe:        []string{"env"},
+		Publish:          []string{"env"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	t.Setenv("DUPLEX_URL", h.URL)
+	t.Setenv("DUPLEX_TOKEN", "")
+	for _, tr := range []string{"ws", "sse"} {
+		code, _, errOut := runMain(t, ctx, "", "pub", "--transport", tr, "env", "1")
+		if code != 1 || !strings.Contains(errOut, "unauthorized") {
+			t.Fatalf("%s without a token: exit %d, stderr %q", tr, code, errOut)
+		}
+	}
+	t.Setenv("DUPLEX_TOKEN", tok)
+	for _, tr := range []string{"ws", "poll"} {
+		code, out, errOut := runMain(t, ctx, "", "pub", "--transport", tr, "env", `"x"`)
+		if code != 0 || !strings.HasPrefix(out, "env:") {
+			t.Fatalf("pub %s: exit %d, out %q, stderr %q", tr, code, out, errOut)
+		}
+		code, out, errOut = runMain(t, ctx, "", "sub", "--transport", tr, "--cursor", "env::0", "--count", "1", "env")
+		if code != 0 || !strings.Contains(out, `"channel":"env"`) {
+			t.Fatalf("sub %s: exit %d, out %q, stderr %q", tr, code, out, errOut)
+		}
+	}
+	code, _, errOut := runMain(t, ctx, "", "sub", "--transport", "sse", "other")
+	if code != 1 || !strings.Contains(errOut, "forbidden") {
+		t.Fatalf("sub outside the token: exit %d, stderr %q", code, errOut)
 	}
 }
