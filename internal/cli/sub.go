@@ -40,7 +40,7 @@ func (f connFlags) dial(ctx context.Context, logf func(format string, args ...an
 	opts := &client.DialOptions{Transport: t, Proxy: *f.proxy, Token: *f.token}
 	if logf != nil {
 		opts.OnDisconnect = func(t client.Transport, err error) {
-			logf("connection (%s) ended: %v; reconnecting", t, err)
+			logf("connection (%s) lost: %v", t, err)
 		}
 	}
 	return client.Dial(ctx, *f.url, opts)
