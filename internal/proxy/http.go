@@ -433,11 +433,13 @@ func (s *Server) forward(c *conn, br *bufio.Reader, h *requestHead, l *tunnelLog
 		originPending := takeBuffered(o.br)
 		c.nc.SetDeadline(time.Time{})
 		o.nc.SetDeadline(time.Time{})
-		up, down, err := runPump(c.nc, o.nc, clientPending, originPending, s.cfg.IdleTimeout)
+		up, down, err := runPump(c.nc, o.nc, clientPending, originPending, s.cfg.IdleTimeout, &s.metrics.bytesUp, &s.metrics.bytesDown)
 		o.nc.Close()
 		putReader(o.br)
+		s.metrics.bytesUp.Add(l.up) // a request body, if any; the pump counts the rest
 		l.up += up
 		l.down = down
+		l.bytesCounted = true
 		l.outcome, l.err = tunnelOutcome(err), err
 		s.logTunnel(l)
 		return false, nil

@@ -414,3 +414,29 @@ func TestHugeResponseHead(t *testing.T) {
 		t.Fatalf("got %d, want 502", code)
 	}
 }
+
+// TestLiveByteMetrics: tunnel bytes show in the metrics while the tunnel
+// is still open.
+func TestLiveByteMetrics(t *testing.T) {
+	checkLeaks(t)
+	o := echoOrigin(t)
+	p := startProxy(t, Config{Allow: loopback})
+	c, code := httpConnectDial(t, p.addr, o)
+	if code != 200 {
+		t.Fatal(code)
+	}
+	io.WriteString(c, "0123456789")
+	io.ReadFull(c, make([]byte, 10))
+	deadline := time.Now().Add(10 * time.Second)
+	for p.metrics.bytesUp.Load() != 10 || p.metrics.bytesDown.Load() != 10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("bytes up %d down %d, want 10 and 10 while open", p.metrics.bytesUp.Load(), p.metrics.bytesDown.Load())
+		}
+		time.Sleep(time.Millisecond) // polling
+	}
+	c.Close()
+	waitIdle(t, p)
+	if p.metrics.bytesUp.Load() != 10 || p.metrics.bytesDown.Load() != 10 {
+		t.Fatalf("counted twice: up %d down %d", p.metrics.bytesUp.Load(), p.metrics.bytesDown.Load())
+	}
+}

@@ -24,8 +24,10 @@ type metrics struct {
 }
 
 func (m *metrics) record(l *tunnelLog) {
-	m.bytesUp.Add(l.up)
-	m.bytesDown.Add(l.down)
+	if !l.bytesCounted {
+		m.bytesUp.Add(l.up)
+		m.bytesDown.Add(l.down)
+	}
 	m.mu.Lock()
 	if m.outcomes == nil {
 		m.outcomes = map[[2]string]int64{}
@@ -59,7 +61,7 @@ func (s *Server) WriteMetrics(w io.Writer) error {
 	p("# HELP duplex_proxy_upstream_failures_total Upstream proxies that failed and were skipped.\n")
 	p("# TYPE duplex_proxy_upstream_failures_total counter\n")
 	p("duplex_proxy_upstream_failures_total %d\n", m.upstreamFailures.Load())
-	p("# HELP duplex_proxy_bytes_total Bytes relayed, by direction (up: client to target).\n")
+	p("# HELP duplex_proxy_bytes_total Bytes relayed, by direction (up: client to target); tunnels count as bytes move.\n")
 	p("# TYPE duplex_proxy_bytes_total counter\n")
 	p("duplex_proxy_bytes_total{direction=\"up\"} %d\n", m.bytesUp.Load())
 	p("duplex_proxy_bytes_total{direction=\"down\"} %d\n", m.bytesDown.Load())

@@ -22,27 +22,30 @@ var errStalled = errors.New("peer stopped reading")
 // direction waits for readability without holding a buffer or a splice
 // pipe, so an idle tunnel costs two parked goroutines and two sockets.
 type pump struct {
-	idle       time.Duration // <= 0: never
-	window     time.Duration // deadline step, idle/4
-	start      time.Time
-	lastActive atomic.Int64 // nanoseconds since start
-	up, down   atomic.Int64 // bytes client→dst, dst→client
+	// totalUp and totalDown are server-wide counters the pump adds to as
+	// bytes move, so metrics follow long-lived tunnels; nil means none.
+	totalUp, totalDown *atomic.Int64
+	idle               time.Duration // <= 0: never
+	window             time.Duration // deadline step, idle/4
+	start              time.Time
+	lastActive         atomic.Int64 // nanoseconds since start
+	up, down           atomic.Int64 // bytes client→dst, dst→client
 }
 
 // runPump pumps until both directions are done, the first error closes both
 // ends, and returns the first error that was not a clean EOF. clientPending
 // and dstPending are bytes already read off the client or the destination
 // that the other side still has to receive.
-func runPump(client, dst net.Conn, clientPending, dstPending []byte, idle time.Duration) (up, down int64, err error) {
-	p := &pump{idle: idle, start: time.Now()}
+func runPump(client, dst net.Conn, clientPending, dstPending []byte, idle time.Duration, totalUp, totalDown *atomic.Int64) (up, down int64, err error) {
+	p := &pump{idle: idle, start: time.Now(), totalUp: totalUp, totalDown: totalDown}
 	if idle > 0 {
 		p.window = idle / 4
 	}
 	client, clientPending = unwrapPrefix(client, clientPending)
 	dst, dstPending = unwrapPrefix(dst, dstPending)
 	errc := make(chan error, 2)
-	go p.copy(client, dst, dstPending, &p.down, errc)
-	p.copy(dst, client, clientPending, &p.up, errc)
+	go p.copy(client, dst, dstPending, counter{&p.down, p.totalDown}, errc)
+	p.copy(dst, client, clientPending, counter{&p.up, p.totalUp}, errc)
 	err = <-errc
 	if err != nil {
 		client.Close()
@@ -74,11 +77,21 @@ func (p *pump) idleLongEnough() bool {
 
 // copy moves src to dst until EOF (then half-closes dst) or an error, and
 // sends the outcome to errc.
-func (p *pump) copy(dst, src net.Conn, pending []byte, n *atomic.Int64, errc chan<- error) {
+func (p *pump) copy(dst, src net.Conn, pending []byte, n counter, errc chan<- error) {
 	errc <- p.copyLoop(dst, src, pending, n)
 }
 
-func (p *pump) copyLoop(dst, src net.Conn, pending []byte, n *atomic.Int64) error {
+// counter counts one direction's bytes, per tunnel and server-wide.
+type counter struct{ tunnel, total *atomic.Int64 }
+
+func (c counter) Add(n int64) {
+	c.tunnel.Add(n)
+	if c.total != nil {
+		c.total.Add(n)
+	}
+}
+
+func (p *pump) copyLoop(dst, src net.Conn, pending []byte, n counter) error {
 	if len(pending) > 0 {
 		if p.window > 0 {
 			dst.SetWriteDeadline(time.Now().Add(p.idle))

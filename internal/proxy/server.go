@@ -293,6 +293,9 @@ type tunnelLog struct {
 	start    time.Time
 	outcome  string
 	err      error
+	// bytesCounted means the metrics already have up and down (the pump
+	// counts as bytes move).
+	bytesCounted bool
 }
 
 // logTunnel writes the access-log line of l and counts it.

@@ -469,9 +469,9 @@ func (s *Server) tunnel(c *conn, l *tunnelLog, t target, pending []byte,
 		defer s.untrack(c)
 		defer c.nc.Close()
 		defer s.metrics.active.Add(-1)
-		up, down, err := runPump(c.nc, dst, pending, nil, s.cfg.IdleTimeout)
+		up, down, err := runPump(c.nc, dst, pending, nil, s.cfg.IdleTimeout, &s.metrics.bytesUp, &s.metrics.bytesDown)
 		dst.Close()
-		l.up, l.down = up, down
+		l.up, l.down, l.bytesCounted = up, down, true
 		l.outcome, l.err = tunnelOutcome(err), err
 		s.logTunnel(l)
 	})
