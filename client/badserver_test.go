@@ -409,3 +409,38 @@ func TestCloseCodes(t *testing.T) {
 		mu.Unlock()
 	}
 }
+
+// TestSilentWebSocket: a WebSocket peer that completes the handshake and
+// then says nothing (not even to pings) is taken for dead after
+// ReadTimeout, and the client reconnects.
+func TestSilentWebSocket(t *testing.T) {
+	checkLeaks(t)
+	url := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn := wsAccept(w, r)
+		defer conn.Close()
+		io.Copy(io.Discard, conn) // reads, never answers
+	}))
+	opts := shortOpts(WebSocket)
+	got := make(chan error, 1)
+	opts.OnDisconnect = func(_ Transport, err error) {
+		select {
+		case got <- err:
+		default:
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, url, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sctx, scancel := context.WithTimeout(ctx, time.Second)
+	defer scancel()
+	if _, err := c.Subscribe(sctx, []string{"c"}, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	if err := <-got; !strings.Contains(err.Error(), "no frame from the hub") {
+		t.Fatalf("disconnect reason %v", err)
+	}
+}

@@ -374,8 +374,16 @@ func (w *wsCommander) history(ctx context.Context, channel string, after uint64,
 	return h, nil
 }
 
+// closeHandshakeTimeout bounds the polite close of the command
+// WebSocket; a hub that does not answer the close frame is cut after it.
+const closeHandshakeTimeout = 500 * time.Millisecond
+
 // close closes the connection and waits for the reader.
 func (w *wsCommander) close() {
+	// Cancelling the reader's context is what cuts a stuck handshake: the
+	// reader holds the read lock that the handshake waits for.
+	cut := time.AfterFunc(closeHandshakeTimeout, w.stop)
+	defer cut.Stop()
 	w.conn.Close(websocket.StatusNormalClosure, "")
 	w.stop()
 	<-w.done
