@@ -59,7 +59,8 @@ func TestCloseScan(t *testing.T) {
 }
 
 // FuzzWSCloseScan: any byte stream, however it is split into reads, gives
-// the same verdict, and scanning never panics.
+// the same verdict and ends at the same message boundary (what the epoll
+// reader parks on), and scanning never panics.
 func FuzzWSCloseScan(f *testing.F) {
 	m := [4]byte{9, 8, 7, 6}
 	f.Add(wsClientFrame(8, []byte("\x03\xe8\xed\xa0\x80"), m), uint8(3))
@@ -76,8 +77,39 @@ func FuzzWSCloseScan(f *testing.F) {
 		if got != want {
 			t.Fatalf("split by %d: %v, whole: %v", n, got, want)
 		}
+		if got && whole.atBoundary() != split.atBoundary() {
+			t.Fatalf("split by %d: at a message boundary %v, whole: %v", n, split.atBoundary(), whole.atBoundary())
+		}
 		if len(whole.pay) > 125 {
 			t.Fatalf("kept %d close payload bytes", len(whole.pay))
 		}
 	})
+}
+
+func TestCloseScanBoundary(t *testing.T) {
+	m := [4]byte{1, 2, 3, 4}
+	first := wsClientFrame(1, []byte(`{"id":`), m)
+	first[0] &^= 0x80 // not final
+	ping := wsClientFrame(9, []byte("p"), m)
+	last := wsClientFrame(0, []byte(`1}`), m)
+	var s closeScan
+	steps := []struct {
+		b    []byte
+		want bool
+	}{
+		{first[:1], false}, // inside a header
+		{first[1:], false}, // a message begun
+		{ping, false},      // a control frame inside it
+		{last[:3], false},
+		{last[3:], true}, // the message is complete
+		{wsClientFrame(9, nil, m), true},
+	}
+	for i, st := range steps {
+		if !s.scan(st.b) {
+			t.Fatalf("step %d: scan failed", i)
+		}
+		if got := s.atBoundary(); got != st.want {
+			t.Fatalf("step %d: atBoundary = %v, want %v", i, got, st.want)
+		}
+	}
 }
