@@ -76,3 +76,51 @@ func BenchmarkStreamIdleMemory(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkStreamVsWS runs SSE, NDJSON and WebSocket fan-out back to back
+// at each point, twice, against one hub process: on a shared machine whose
+// load moves, neighbours in time are the fairest comparison of hub CPU per
+// delivery. Run with
+//
+//	go test -run '^$' -bench 'BenchmarkStreamVsWS' -benchtime 1x -timeout 30m ./internal/bench
+func BenchmarkStreamVsWS(b *testing.B) {
+	url := startHubProcess(b, "--publish-rate", "-1")
+	for _, p := range []struct {
+		subs int
+		rate float64
+	}{{100, 1000}, {1000, 100}, {10000, 10}} {
+		for round := 1; round <= 2; round++ {
+			for _, tp := range []string{"ws", "sse", "stream"} {
+				b.Run(fmt.Sprintf("subs=%d/rate=%g/%s/round=%d", p.subs, p.rate, tp, round), func(b *testing.B) {
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+					defer cancel()
+					ch := fmt.Sprintf("vs%s%d_%g_%d", tp, p.subs, p.rate, round)
+					var rate, cpu, p50, p99 float64
+					var delivered, expected int64
+					if tp == "ws" {
+						res, err := RunWSFanout(ctx, WSFanoutConfig{URL: url, Channel: ch, Subscribers: p.subs, Rate: p.rate})
+						if err != nil {
+							b.Fatal(err)
+						}
+						rate, cpu, p50, p99 = res.DeliveredRate, res.HubCPUPerMillion, res.Latency.P50, res.Latency.P99
+						delivered, expected = res.Delivered, res.Expected
+					} else {
+						res, err := RunStreamFanout(ctx, StreamFanoutConfig{URL: url, Transport: tp, Channel: ch, Subscribers: p.subs, Rate: p.rate})
+						if err != nil {
+							b.Fatal(err)
+						}
+						rate, cpu, p50, p99 = res.DeliveredRate, res.HubCPUPerMillion, res.Latency.P50, res.Latency.P99
+						delivered, expected = res.Delivered, res.Expected
+					}
+					b.ReportMetric(rate, "deliveries/s")
+					b.ReportMetric(cpu, "hub-cpu-s/1M")
+					b.ReportMetric(p50/1000, "p50-ms")
+					b.ReportMetric(p99/1000, "p99-ms")
+					if delivered < expected {
+						b.Errorf("delivered %d of %d", delivered, expected)
+					}
+				})
+			}
+		}
+	}
+}
