@@ -30,7 +30,7 @@ func wsGoroutines(fn string) int {
 // hub's pings, receive messages and serve commands.
 func TestWSIdleReadersPark(t *testing.T) {
 	hubtest.CheckLeaks(t)
-	h := hubtest.Start(t, &hubtest.Options{Server: server.Config{PingInterval: 100 * time.Millisecond}})
+	h := hubtest.Start(t, &hubtest.Options{Server: server.Config{PingInterval: time.Second}})
 	const n = 40
 	var pings [n]atomic.Int32
 	conns := make([]*websocket.Conn, n)
@@ -81,7 +81,7 @@ func TestWSIdleReadersPark(t *testing.T) {
 	// parked reader is woken for the pong.
 	deadline := time.Now().Add(20 * time.Second)
 	for i := range pings {
-		for pings[i].Load() < 4 {
+		for pings[i].Load() < 3 {
 			if time.Now().After(deadline) {
 				t.Fatalf("connection %d saw %d pings", i, pings[i].Load())
 			}

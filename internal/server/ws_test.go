@@ -613,7 +613,7 @@ func TestWSSlowConsumer(t *testing.T) {
 
 func TestWSPingTimeout(t *testing.T) {
 	hubtest.CheckLeaks(t)
-	h := hubtest.Start(t, &hubtest.Options{Server: server.Config{PingInterval: 200 * time.Millisecond}})
+	h := hubtest.Start(t, &hubtest.Options{Server: server.Config{PingInterval: 500 * time.Millisecond}})
 	// A client that answers pings stays.
 	live := wsDial(t, h, "/v1/ws")
 	var liveWG sync.WaitGroup
