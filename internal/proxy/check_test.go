@@ -67,7 +67,7 @@ func runCheck(t *testing.T, judge *url.URL, proxy string) check.Result {
 		Judge: judge,
 		// A proxy that does not speak a protocol often just waits; the
 		// timeout is what ends those probes.
-		Timeout:     2 * time.Second,
+		Timeout:     3 * time.Second,
 		LookupNetIP: newResolver("judge.test", "127.0.0.1").lookup,
 	}, u)
 }

@@ -87,7 +87,7 @@ func newOriginHandler(t *testing.T, h http.HandlerFunc) string {
 // than the origin's delay, and the answer still arrives.
 func TestLongPollNotCut(t *testing.T) {
 	checkLeaks(t)
-	const delay = 600 * time.Millisecond
+	const delay = time.Second
 	origin := httpOrigin(t, func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-time.After(delay): // the behaviour under test: a slow answer
@@ -98,8 +98,8 @@ func TestLongPollNotCut(t *testing.T) {
 	})
 	p := startProxy(t, Config{
 		Allow:            loopback,
-		HandshakeTimeout: 100 * time.Millisecond,
-		DialTimeout:      200 * time.Millisecond,
+		HandshakeTimeout: 250 * time.Millisecond,
+		DialTimeout:      500 * time.Millisecond,
 		IdleTimeout:      10 * delay, // the only bound on waiting for a header
 	})
 	resp, err := proxyClient(t, p.addr).Get(origin + "/v1/poll")
