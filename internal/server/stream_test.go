@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -194,5 +195,35 @@ func TestStreamNeverReadingClientIsCut(t *testing.T) {
 				t.Logf("cut by the write deadline (no queue overflow)")
 			}
 		})
+	}
+}
+
+// TestStreamHTTP10: an HTTP/1.0 client gets the stream unchunked, ended by
+// the connection's close.
+func TestStreamHTTP10(t *testing.T) {
+	hubtest.CheckLeaks(t)
+	h := hubtest.Start(t, nil)
+	c := testClient(t)
+	conn, err := net.Dial("tcp", h.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /v1/stream?channel=old HTTP/1.0\r\nHost: %s\r\n\r\n", h.Addr)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || resp.ProtoMinor != 0 || len(resp.TransferEncoding) != 0 || resp.Header.Get("Content-Type") != "application/x-ndjson" {
+		t.Fatalf("got %s %s %v %v", resp.Proto, resp.Status, resp.TransferEncoding, resp.Header)
+	}
+	r := bench.NewNDJSONReader(resp.Body)
+	if f, err := r.Next(); err != nil || f.Type != "heartbeat" {
+		t.Fatalf("first line: %+v %v", f, err)
+	}
+	p := publish(t, c, h.URL, "old", `"hi"`)
+	if f, err := r.Next(); err != nil || f.Type != "message" || f.Offset != p.Offset {
+		t.Fatalf("message: %+v %v", f, err)
 	}
 }
