@@ -1,15 +1,21 @@
 package server_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/duplexhq/duplex/internal/bench"
 	"github.com/duplexhq/duplex/internal/engine/memory"
+	"github.com/duplexhq/duplex/internal/hub"
 	"github.com/duplexhq/duplex/internal/hubtest"
 	"github.com/duplexhq/duplex/internal/server"
 )
@@ -181,4 +187,76 @@ func TestSSEShutdownEndsStreamCleanly(t *testing.T) {
 	if d.LastEventID != "a:"+p.Epoch+":1" {
 		t.Errorf("last event ID %q", d.LastEventID)
 	}
+}
+
+// TestSSESlowReaderIsCutAndResumes: a reader that stops reading is cut by
+// the write deadline while the publisher goes on; it then takes what had
+// reached it, reconnects with its last event ID and gets the rest, every
+// message once, in order.
+func TestSSESlowReaderIsCutAndResumes(t *testing.T) {
+	hubtest.CheckLeaks(t)
+	h := hubtest.Start(t, &hubtest.Options{
+		Hub:    hub.Config{QueueBytes: 64 << 20},
+		Server: server.Config{WriteTimeout: time.Second},
+	})
+	c := testClient(t)
+	conn, err := net.Dial("tcp", h.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /v1/sse?channel=slow HTTP/1.1\r\nHost: %s\r\n\r\n", h.Addr)
+	waitSubscribers(t, h, "slow", 1)
+	big := strings.Repeat("x", 60000)
+	const total = 400
+	for n := 1; n <= total; n++ {
+		publish(t, c, h.URL, "slow", fmt.Sprintf(`{"n":%d,"pad":"%s"}`, n, big))
+	}
+	// 24 MB is far more than the kernels buffer: the writer stalls and
+	// its write deadline cuts the stream.
+	waitSessions(t, h, 0)
+	// What reached the reader before the cut.
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	check := func(ev bench.SSEEvent) {
+		t.Helper()
+		f, err := bench.ParseFrame(ev.Data)
+		if err != nil || f.Type != "message" || f.Offset != uint64(got+1) {
+			t.Fatalf("after %d messages got %s %.80s (%v)", got, ev.Type, ev.Data, err)
+		}
+		got++
+	}
+	d := bench.NewSSEReader(resp.Body)
+	for {
+		ev, err := d.Next()
+		if err != nil {
+			break // the cut: EOF or a torn chunk
+		}
+		if !ev.Comment {
+			check(ev)
+		}
+	}
+	if got >= total {
+		t.Fatalf("the reader got all %d messages before the cut", got)
+	}
+	// Resume with the last event ID, as a browser would.
+	last := d.LastEventID
+	resp2 := get(t, context.Background(), c, h.URL+"/v1/sse?channel=slow", "Last-Event-ID", last)
+	wantStreamHeaders(t, resp2, "text/event-stream")
+	d2 := bench.NewSSEReader(resp2.Body)
+	resumedAt := got
+	for got < total {
+		ev, err := d2.Next()
+		if err != nil {
+			t.Fatalf("resumed at %d, got to %d: %v; hub %+v", resumedAt, got, err, h.Hub.Stats())
+		}
+		if !ev.Comment {
+			check(ev)
+		}
+	}
+	t.Logf("cut after %d of %d messages reached the reader; resumed from %s", resumedAt, total, last)
+	resp2.Body.Close()
 }

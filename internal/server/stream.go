@@ -119,6 +119,9 @@ type streamConn struct {
 // (a large replay) is dropped so that an idle stream holds little memory.
 const maxKeptBuf = 64 << 10
 
+// maxWrite is about the most one write carries: batches past it are split.
+const maxWrite = 32 << 10
+
 // run is the writer loop. It returns the session's close error,
 // errClientGone once gone is closed, or the write error that ended the
 // stream.
@@ -145,6 +148,15 @@ func (c *streamConn) run(gone <-chan struct{}, sess *hub.Session, heartbeat time
 				}
 				it.Advance(c.cur)
 				b = c.f.item(b, it, c.cur, c.names)
+				if len(b) >= maxWrite {
+					// A large batch (a replay) goes out in pieces, each
+					// with its own deadline: the deadline bounds a stalled
+					// reader, not the size of what it asked for.
+					if err := c.write(b); err != nil {
+						return err
+					}
+					b = c.buf[:0]
+				}
 			}
 			if err := c.write(b); err != nil {
 				return err
