@@ -116,8 +116,9 @@ type streamConn struct {
 }
 
 // maxKeptBuf is the largest write buffer kept between batches; a bigger one
-// (a large replay) is dropped so that an idle stream holds little memory.
-const maxKeptBuf = 64 << 10
+// (a burst, a replay) is dropped, so that a stream idle after a burst holds
+// little memory.
+const maxKeptBuf = 4 << 10
 
 // maxWrite is about the most one write carries: batches past it are split.
 const maxWrite = 32 << 10
