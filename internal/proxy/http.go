@@ -475,6 +475,10 @@ func (s *Server) forward(c *conn, br *bufio.Reader, h *requestHead, l *tunnelLog
 	rh.WriteString("\r\n")
 	s.setIdleDeadline(c.nc)
 	if _, err := c.nc.Write(rh.Bytes()); err != nil {
+		// Close the origin's socket first: Close on a body from
+		// ReadResponse reads it to its end, and an event stream has none.
+		// Only then give its reader back (o.close).
+		o.nc.Close()
 		resp.Body.Close()
 		o.close()
 		c.nc.Close()
@@ -485,12 +489,16 @@ func (s *Server) forward(c *conn, br *bufio.Reader, h *requestHead, l *tunnelLog
 	}
 	n, err := s.streamBody(c.nc, o.nc, resp.Body, chunked)
 	l.down = n
-	resp.Body.Close()
 	if err != nil {
-		// Mid-body failure: the client sees a truncated response.
+		// Mid-body failure (the client left, say): the client sees a
+		// truncated response. Close the origin's socket before the body,
+		// whose Close would otherwise read an endless stream to its end;
+		// only then give its reader back (o.close).
+		o.nc.Close()
+		resp.Body.Close()
+		o.close()
 		c.nc.Close()
 		waitBody()
-		o.close()
 		l.outcome, l.err = "stream_failed", err
 		s.logTunnel(l)
 		return false, nil
