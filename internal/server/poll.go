@@ -60,6 +60,7 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 	default:
 		return // the client left
 	}
+	items = capPollAnswer(items, maxPollAnswer)
 	body := appendPollBody(make([]byte, 0, pollBodySize(items, cur)), items, cur)
 
 	h := w.Header()
@@ -102,6 +103,27 @@ func pollWait(r *http.Request, sess *hub.Session, timeout time.Duration) ([]hub.
 			return nil, r.Context().Err()
 		}
 	}
+}
+
+// maxPollAnswer bounds the messages of one long-poll answer, in bytes. A
+// reader far behind (many channels, deep history) gets its backlog over
+// several polls instead of one answer of any size: the answer's cursor
+// covers only what it holds.
+const maxPollAnswer = 4 << 20
+
+// capPollAnswer returns the longest prefix of items whose publications fit
+// in limit bytes, and at least one item.
+func capPollAnswer(items []hub.Item, limit int) []hub.Item {
+	n := 0
+	for i, it := range items {
+		if it.Pub != nil {
+			n += len(it.Pub.JSON) + 1
+		}
+		if n > limit && i > 0 {
+			return items[:i]
+		}
+	}
+	return items
 }
 
 // maxTimeoutText bounds the timeout= value read, for bounded work.
