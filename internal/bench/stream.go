@@ -22,78 +22,6 @@ import (
 // line scanner over the chunked body, no full decode) so that the load
 // generator leaves the hub as much of the machine as it can.
 
-// StreamFanoutConfig configures one run. The zero value of each field but
-// URL is usable.
-type StreamFanoutConfig struct {
-	// URL is the hub's base URL, http://127.0.0.1:8080 say. Required.
-	URL string
-	// Transport is "sse" or "stream" (NDJSON). Empty means "sse".
-	Transport string
-	// Channel is the channel used. Empty means "streambench".
-	Channel string
-	// Subscribers is the number of reading connections. Zero means 1.
-	Subscribers int
-	// Rate is the publishes per second. Zero means 100.
-	Rate float64
-	// Duration is the measured time; Warmup runs before it, unmeasured.
-	// Zero means 10s and 2s.
-	Duration, Warmup time.Duration
-	// Size is the size of each publication's data, in bytes (at least
-	// 40). Zero means 100.
-	Size int
-	// DialParallel bounds the connections opened at once. Zero means 50.
-	DialParallel int
-}
-
-func (c StreamFanoutConfig) withDefaults() StreamFanoutConfig {
-	if c.Transport == "" {
-		c.Transport = "sse"
-	}
-	if c.Channel == "" {
-		c.Channel = "streambench"
-	}
-	c.Subscribers = max(c.Subscribers, 1)
-	if c.Rate <= 0 {
-		c.Rate = 100
-	}
-	if c.Duration <= 0 {
-		c.Duration = 10 * time.Second
-	}
-	if c.Warmup <= 0 {
-		c.Warmup = 2 * time.Second
-	}
-	if c.Size <= 0 {
-		c.Size = 100
-	}
-	c.Size = max(c.Size, 40)
-	if c.DialParallel <= 0 {
-		c.DialParallel = 50
-	}
-	return c
-}
-
-// StreamFanoutResult is what a fan-out run measured. Its fields mean what
-// WSFanoutResult's do, so the transports compare line by line.
-type StreamFanoutResult struct {
-	Transport     string  `json:"transport"`
-	Subscribers   int     `json:"subscribers"`
-	Rate          float64 `json:"publish_rate"`
-	Seconds       float64 `json:"seconds"`
-	Published     int64   `json:"published"`
-	Delivered     int64   `json:"delivered"`
-	Expected      int64   `json:"expected"`
-	DeliveredRate float64 `json:"delivered_per_sec"`
-	// Latency is publish (the load generator's clock, just before the
-	// POST is written) to the line's arrival at a reader.
-	Latency LatencySummary `json:"latency"`
-	// HubCPU is the hub's CPU time over the measured time and the drain
-	// after it (process_cpu_seconds_total of its /metrics: its own
-	// /proc/<pid>/stat), HubCPUPerMillion that per million deliveries.
-	HubCPU           float64 `json:"hub_cpu_seconds"`
-	HubCPUPerMillion float64 `json:"hub_cpu_seconds_per_million"`
-	Closed           int64   `json:"closed"`
-}
-
 // streamReader is one reading connection.
 type streamReader struct {
 	conn net.Conn
@@ -174,17 +102,17 @@ func closeStreams(rs []*streamReader) {
 // RunStreamFanout runs the SSE or NDJSON fan-out workload once. It returns
 // when the measured time is over and the deliveries of its publications
 // have arrived (or 10s after that).
-func RunStreamFanout(ctx context.Context, cfg StreamFanoutConfig) (StreamFanoutResult, error) {
-	cfg = cfg.withDefaults()
+func RunStreamFanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error) {
+	cfg = cfg.withDefaults("sse")
 	if cfg.Transport != "sse" && cfg.Transport != "stream" {
-		return StreamFanoutResult{}, fmt.Errorf("transport %q: want sse or stream", cfg.Transport)
+		return FanoutResult{}, fmt.Errorf("transport %q: want sse or stream", cfg.Transport)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	rs, err := openStreams(ctx, cfg.URL, "/v1/"+cfg.Transport+"?channel="+url.QueryEscape(cfg.Channel), cfg.Subscribers, cfg.DialParallel)
 	defer closeStreams(rs)
 	if err != nil {
-		return StreamFanoutResult{}, err
+		return FanoutResult{}, err
 	}
 
 	var winStart, winEnd atomic.Int64
@@ -234,7 +162,7 @@ func RunStreamFanout(ctx context.Context, cfg StreamFanoutConfig) (StreamFanoutR
 		return err
 	})
 	if err != nil {
-		return StreamFanoutResult{}, err
+		return FanoutResult{}, err
 	}
 	published := pub.published.Load()
 	expected := published * int64(len(rs))
@@ -244,7 +172,7 @@ func RunStreamFanout(ctx context.Context, cfg StreamFanoutConfig) (StreamFanoutR
 	}
 	m, err := scrapeMetrics(ctx, hc, metricsURL)
 	if err != nil {
-		return StreamFanoutResult{}, err
+		return FanoutResult{}, err
 	}
 	cpu := m["process_cpu_seconds_total"] - cpu0
 	cancel()
@@ -255,7 +183,7 @@ func RunStreamFanout(ctx context.Context, cfg StreamFanoutConfig) (StreamFanoutR
 	for i := range shards {
 		lat.Merge(shards[i].l)
 	}
-	res := StreamFanoutResult{
+	res := FanoutResult{
 		Transport: cfg.Transport, Subscribers: len(rs), Rate: cfg.Rate, Seconds: cfg.Duration.Seconds(),
 		Published: published, Delivered: delivered.Load(), Expected: expected,
 		DeliveredRate: float64(delivered.Load()) / cfg.Duration.Seconds(),

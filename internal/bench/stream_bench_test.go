@@ -32,7 +32,7 @@ func BenchmarkStreamFanout(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/subs=%d/rate=%g", tp, p.subs, p.rate), func(b *testing.B) {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 				defer cancel()
-				res, err := RunStreamFanout(ctx, StreamFanoutConfig{
+				res, err := RunStreamFanout(ctx, FanoutConfig{
 					URL: url, Transport: tp, Channel: fmt.Sprintf("%s%d_%g", tp, p.subs, p.rate),
 					Subscribers: p.subs, Rate: p.rate,
 				})
@@ -98,14 +98,14 @@ func BenchmarkStreamVsWS(b *testing.B) {
 					var rate, cpu, p50, p99 float64
 					var delivered, expected int64
 					if tp == "ws" {
-						res, err := RunWSFanout(ctx, WSFanoutConfig{URL: url, Channel: ch, Subscribers: p.subs, Rate: p.rate})
+						res, err := RunWSFanout(ctx, FanoutConfig{URL: url, Channel: ch, Subscribers: p.subs, Rate: p.rate})
 						if err != nil {
 							b.Fatal(err)
 						}
 						rate, cpu, p50, p99 = res.DeliveredRate, res.HubCPUPerMillion, res.Latency.P50, res.Latency.P99
 						delivered, expected = res.Delivered, res.Expected
 					} else {
-						res, err := RunStreamFanout(ctx, StreamFanoutConfig{URL: url, Transport: tp, Channel: ch, Subscribers: p.subs, Rate: p.rate})
+						res, err := RunStreamFanout(ctx, FanoutConfig{URL: url, Transport: tp, Channel: ch, Subscribers: p.subs, Rate: p.rate})
 						if err != nil {
 							b.Fatal(err)
 						}

@@ -17,78 +17,6 @@ import (
 	"github.com/coder/websocket"
 )
 
-// WSFanoutConfig configures one run of the WebSocket fan-out workload:
-// Subscribers connections to /v1/ws subscribed to one channel, and one
-// more connection publishing to it at a fixed rate. The zero value of each
-// field but URL is usable.
-type WSFanoutConfig struct {
-	// URL is the hub's base URL, http://127.0.0.1:8080 say. Required.
-	URL string
-	// Channel is the channel used. Empty means "wsbench".
-	Channel string
-	// Subscribers is the number of subscribed connections. Zero means 1.
-	Subscribers int
-	// Rate is the publishes per second. Zero means 100.
-	Rate float64
-	// Duration is the measured time; Warmup runs before it, unmeasured.
-	// Zero means 10s and 2s.
-	Duration, Warmup time.Duration
-	// Size is the size of each publication's data, in bytes (at least
-	// 40). Zero means 100.
-	Size int
-	// DialParallel bounds the connections opened at once. Zero means 50.
-	DialParallel int
-}
-
-func (c WSFanoutConfig) withDefaults() WSFanoutConfig {
-	if c.Channel == "" {
-		c.Channel = "wsbench"
-	}
-	if c.Subscribers <= 0 {
-		c.Subscribers = 1
-	}
-	if c.Rate <= 0 {
-		c.Rate = 100
-	}
-	if c.Duration <= 0 {
-		c.Duration = 10 * time.Second
-	}
-	if c.Warmup <= 0 {
-		c.Warmup = 2 * time.Second
-	}
-	if c.Size <= 0 {
-		c.Size = 100
-	}
-	c.Size = max(c.Size, 40)
-	if c.DialParallel <= 0 {
-		c.DialParallel = 50
-	}
-	return c
-}
-
-// WSFanoutResult is what a fan-out run measured.
-type WSFanoutResult struct {
-	Subscribers int     `json:"subscribers"`
-	Rate        float64 `json:"publish_rate"`
-	Seconds     float64 `json:"seconds"`
-	// Published counts the publications sent in the measured time;
-	// Delivered the messages subscribers received of them, Expected
-	// Published × Subscribers.
-	Published, Delivered, Expected int64
-	// DeliveredRate is Delivered per second of measured time.
-	DeliveredRate float64 `json:"delivered_per_sec"`
-	// Latency is publish (by the load generator's clock, just before the
-	// publish frame is written) to receipt by a subscriber.
-	Latency LatencySummary `json:"latency"`
-	// HubCPU is the hub's CPU time over the measured time (and the drain
-	// after it), from process_cpu_seconds_total of its /metrics, and
-	// HubCPUPerMillion that per million deliveries.
-	HubCPU           float64 `json:"hub_cpu_seconds"`
-	HubCPUPerMillion float64 `json:"hub_cpu_seconds_per_million"`
-	// Closed counts subscribers whose connection ended during the run.
-	Closed int64 `json:"closed"`
-}
-
 // wsSubscriber is one subscribed connection of the load generator.
 type wsSubscriber struct {
 	c *websocket.Conn
@@ -97,8 +25,9 @@ type wsSubscriber struct {
 // RunWSFanout runs the fan-out workload once. It returns when the measured
 // time is over and the deliveries of its publications have arrived (or 10s
 // after that).
-func RunWSFanout(ctx context.Context, cfg WSFanoutConfig) (WSFanoutResult, error) {
-	cfg = cfg.withDefaults()
+func RunWSFanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error) {
+	cfg.Transport = "ws"
+	cfg = cfg.withDefaults("ws")
 	wsURL := "ws" + strings.TrimPrefix(cfg.URL, "http") + "/v1/ws"
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -110,7 +39,7 @@ func RunWSFanout(ctx context.Context, cfg WSFanoutConfig) (WSFanoutResult, error
 		}
 	}()
 	if err != nil {
-		return WSFanoutResult{}, err
+		return FanoutResult{}, err
 	}
 
 	// Measured window, by publish time (Unix ns, carried in the data).
@@ -162,7 +91,7 @@ func RunWSFanout(ctx context.Context, cfg WSFanoutConfig) (WSFanoutResult, error
 	if err != nil {
 		cancel()
 		readers.Wait()
-		return WSFanoutResult{}, fmt.Errorf("dial publisher: %w", err)
+		return FanoutResult{}, fmt.Errorf("dial publisher: %w", err)
 	}
 	defer pub.CloseNow()
 	var pubErrs atomic.Int64
@@ -200,7 +129,7 @@ func RunWSFanout(ctx context.Context, cfg WSFanoutConfig) (WSFanoutResult, error
 		if !measuring && !now.Before(measureAt) {
 			m, err := scrapeMetrics(ctx, hc, metricsURL)
 			if err != nil {
-				return WSFanoutResult{}, err
+				return FanoutResult{}, err
 			}
 			cpu0 = m["process_cpu_seconds_total"]
 			winStart.Store(time.Now().UnixNano())
@@ -223,7 +152,7 @@ func RunWSFanout(ctx context.Context, cfg WSFanoutConfig) (WSFanoutResult, error
 			frame = append(frame, pad...)
 			frame = append(frame, `"}}`...)
 			if err := pub.Write(context.Background(), websocket.MessageText, frame); err != nil {
-				return WSFanoutResult{}, fmt.Errorf("publish: %w", err)
+				return FanoutResult{}, fmt.Errorf("publish: %w", err)
 			}
 			if measuring {
 				published++
@@ -231,7 +160,7 @@ func RunWSFanout(ctx context.Context, cfg WSFanoutConfig) (WSFanoutResult, error
 		}
 		select {
 		case <-ctx.Done():
-			return WSFanoutResult{}, ctx.Err()
+			return FanoutResult{}, ctx.Err()
 		case <-tick.C:
 		}
 	}
@@ -243,7 +172,7 @@ func RunWSFanout(ctx context.Context, cfg WSFanoutConfig) (WSFanoutResult, error
 	}
 	m, err := scrapeMetrics(ctx, hc, metricsURL)
 	if err != nil {
-		return WSFanoutResult{}, err
+		return FanoutResult{}, err
 	}
 	cpu := m["process_cpu_seconds_total"] - cpu0
 	cancel()
@@ -258,8 +187,8 @@ func RunWSFanout(ctx context.Context, cfg WSFanoutConfig) (WSFanoutResult, error
 	for i := range shards {
 		lat.Merge(shards[i].l)
 	}
-	res := WSFanoutResult{
-		Subscribers: cfg.Subscribers, Rate: cfg.Rate, Seconds: cfg.Duration.Seconds(),
+	res := FanoutResult{
+		Transport: "ws", Subscribers: cfg.Subscribers, Rate: cfg.Rate, Seconds: cfg.Duration.Seconds(),
 		Published: published, Delivered: delivered.Load(), Expected: expected,
 		DeliveredRate: float64(delivered.Load()) / cfg.Duration.Seconds(),
 		Latency:       lat.Summary(), HubCPU: cpu, Closed: closed.Load(),

@@ -83,7 +83,7 @@ func BenchmarkWSFanout(b *testing.B) {
 		b.Run(fmt.Sprintf("subs=%d/rate=%g", p.subs, p.rate), func(b *testing.B) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
-			res, err := RunWSFanout(ctx, WSFanoutConfig{
+			res, err := RunWSFanout(ctx, FanoutConfig{
 				URL: url, Channel: fmt.Sprintf("fan%d_%g", p.subs, p.rate),
 				Subscribers: p.subs, Rate: p.rate,
 			})
