@@ -17,14 +17,25 @@ const (
 	maxHistoryLimit     = 1000
 )
 
-func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
+// pathChannel returns the {channel} of r's path once it is valid and the
+// request's token allows action on it; otherwise it writes the error and
+// returns false.
+func (s *Server) pathChannel(w http.ResponseWriter, r *http.Request, action Action) (string, bool) {
 	channel := r.PathValue("channel")
 	if !msg.ValidChannel(channel) {
 		writeError(w, invalidChannel(channel))
-		return
+		return "", false
 	}
-	if err := s.authorize(r.Context(), ActionPublish, channel); err != nil {
+	if err := s.authorize(r.Context(), action, channel); err != nil {
 		writeError(w, err)
+		return "", false
+	}
+	return channel, true
+}
+
+func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
+	channel, ok := s.pathChannel(w, r, ActionPublish)
+	if !ok {
 		return
 	}
 	if r.ContentLength > s.cfg.MaxBody {
@@ -105,13 +116,8 @@ func writePublished(w http.ResponseWriter, channel, epoch string, offset uint64,
 }
 
 func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
-	channel := r.PathValue("channel")
-	if !msg.ValidChannel(channel) {
-		writeError(w, invalidChannel(channel))
-		return
-	}
-	if err := s.authorize(r.Context(), ActionSubscribe, channel); err != nil {
-		writeError(w, err)
+	channel, ok := s.pathChannel(w, r, ActionSubscribe)
+	if !ok {
 		return
 	}
 	q := r.URL.Query()
@@ -210,13 +216,8 @@ func etagMatch(header, etag string) bool {
 }
 
 func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
-	channel := r.PathValue("channel")
-	if !msg.ValidChannel(channel) {
-		writeError(w, invalidChannel(channel))
-		return
-	}
-	if err := s.authorize(r.Context(), ActionSubscribe, channel); err != nil {
-		writeError(w, err)
+	channel, ok := s.pathChannel(w, r, ActionSubscribe)
+	if !ok {
 		return
 	}
 	info, err := s.hub.Info(r.Context(), channel)
