@@ -1,6 +1,10 @@
 package bench
 
-import "time"
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
 
 // FanoutConfig configures one run of a fan-out workload (RunWSFanout,
 // RunStreamFanout): Subscribers readers of one channel, and one publisher
@@ -82,4 +86,70 @@ type FanoutResult struct {
 	HubCPUPerMillion float64 `json:"hub_cpu_seconds_per_million"`
 	// Closed counts readers whose connection ended during the run.
 	Closed int64 `json:"closed"`
+}
+
+// fanoutTally counts what the readers of a fan-out run receive: messages
+// published inside the measured window (by the stamp they carry), their
+// latency, in shards so that readers rarely contend on one lock, and the
+// readers whose connection ended early.
+type fanoutTally struct {
+	// winStart and winEnd bound the measured window, as publish stamps
+	// (Unix ns). Both start at the far future: nothing counts until the
+	// publisher opens the window.
+	winStart, winEnd  atomic.Int64
+	delivered, closed atomic.Int64
+	shards            [32]struct {
+		mu sync.Mutex
+		l  *Latency
+	}
+}
+
+func newFanoutTally() *fanoutTally {
+	f := &fanoutTally{}
+	f.winStart.Store(1<<63 - 1)
+	f.winEnd.Store(1<<63 - 1)
+	for i := range f.shards {
+		f.shards[i].l = NewLatency()
+	}
+	return f
+}
+
+// record counts a message stamped t that reader i received at now (both
+// Unix ns), if t lies in the measured window.
+func (f *fanoutTally) record(i int, t, now int64) {
+	if t < f.winStart.Load() || t >= f.winEnd.Load() {
+		return
+	}
+	f.delivered.Add(1)
+	sh := &f.shards[i%len(f.shards)]
+	sh.mu.Lock()
+	sh.l.Record(time.Duration(now - t))
+	sh.mu.Unlock()
+}
+
+// drain waits until expected messages were delivered, or for at most d.
+func (f *fanoutTally) drain(expected int64, d time.Duration) {
+	by := time.Now().Add(d)
+	for f.delivered.Load() < expected && time.Now().Before(by) {
+		time.Sleep(5 * time.Millisecond) // polling for the stragglers
+	}
+}
+
+// result is the run's FanoutResult; call it once the readers have stopped.
+func (f *fanoutTally) result(cfg FanoutConfig, readers int, published int64, hubCPU float64) FanoutResult {
+	lat := NewLatency()
+	for i := range f.shards {
+		lat.Merge(f.shards[i].l)
+	}
+	delivered := f.delivered.Load()
+	res := FanoutResult{
+		Transport: cfg.Transport, Subscribers: readers, Rate: cfg.Rate, Seconds: cfg.Duration.Seconds(),
+		Published: published, Delivered: delivered, Expected: published * int64(readers),
+		DeliveredRate: float64(delivered) / cfg.Duration.Seconds(),
+		Latency:       lat.Summary(), HubCPU: hubCPU, Closed: f.closed.Load(),
+	}
+	if delivered > 0 {
+		res.HubCPUPerMillion = hubCPU / float64(delivered) * 1e6
+	}
+	return res
 }

@@ -115,38 +115,22 @@ func RunStreamFanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error
 		return FanoutResult{}, err
 	}
 
-	var winStart, winEnd atomic.Int64
-	winStart.Store(1<<63 - 1)
-	winEnd.Store(1<<63 - 1)
-	var delivered, closed atomic.Int64
-	shards := make([]struct {
-		mu sync.Mutex
-		l  *Latency
-	}, 32)
-	for i := range shards {
-		shards[i].l = NewLatency()
-	}
+	tally := newFanoutTally()
 	var readers sync.WaitGroup
 	for i, r := range rs {
-		sh := &shards[i%len(shards)]
 		readers.Go(func() {
 			for {
 				line, err := r.body.ReadSlice('\n')
 				if err != nil && err != bufio.ErrBufferFull {
 					if ctx.Err() == nil {
-						closed.Add(1)
+						tally.closed.Add(1)
 					}
 					return
 				}
 				now := time.Now().UnixNano()
-				t, ok := stampOf(line)
-				if !ok || t < winStart.Load() || t >= winEnd.Load() {
-					continue
+				if t, ok := stampOf(line); ok {
+					tally.record(i, t, now)
 				}
-				delivered.Add(1)
-				sh.mu.Lock()
-				sh.l.Record(time.Duration(now - t))
-				sh.mu.Unlock()
 			}
 		})
 	}
@@ -156,7 +140,7 @@ func RunStreamFanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error
 	metricsURL := cfg.URL + "/metrics"
 	var cpu0 float64
 	pub := newPacedPublisher(cfg.URL, cfg.Channel, cfg.Size)
-	err = pub.run(ctx, cfg.Rate, cfg.Warmup, cfg.Duration, &winStart, &winEnd, func() error {
+	err = pub.run(ctx, cfg.Rate, cfg.Warmup, cfg.Duration, &tally.winStart, &tally.winEnd, func() error {
 		m, err := scrapeMetrics(ctx, hc, metricsURL)
 		cpu0 = m["process_cpu_seconds_total"]
 		return err
@@ -165,11 +149,7 @@ func RunStreamFanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error
 		return FanoutResult{}, err
 	}
 	published := pub.published.Load()
-	expected := published * int64(len(rs))
-	drainBy := time.Now().Add(10 * time.Second)
-	for delivered.Load() < expected && time.Now().Before(drainBy) {
-		time.Sleep(5 * time.Millisecond) // polling for the stragglers
-	}
+	tally.drain(published*int64(len(rs)), 10*time.Second)
 	m, err := scrapeMetrics(ctx, hc, metricsURL)
 	if err != nil {
 		return FanoutResult{}, err
@@ -179,20 +159,7 @@ func RunStreamFanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error
 	closeStreams(rs)
 	readers.Wait()
 
-	lat := NewLatency()
-	for i := range shards {
-		lat.Merge(shards[i].l)
-	}
-	res := FanoutResult{
-		Transport: cfg.Transport, Subscribers: len(rs), Rate: cfg.Rate, Seconds: cfg.Duration.Seconds(),
-		Published: published, Delivered: delivered.Load(), Expected: expected,
-		DeliveredRate: float64(delivered.Load()) / cfg.Duration.Seconds(),
-		Latency:       lat.Summary(), HubCPU: cpu, Closed: closed.Load(),
-	}
-	if res.Delivered > 0 {
-		res.HubCPUPerMillion = cpu / float64(res.Delivered) * 1e6
-	}
-	return res, nil
+	return tally.result(cfg, len(rs), published, cpu), nil
 }
 
 // pacedPublisher POSTs stamped publications ({"t":<Unix ns>,"p":"x…"}) at

@@ -42,21 +42,9 @@ func RunWSFanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error) {
 		return FanoutResult{}, err
 	}
 
-	// Measured window, by publish time (Unix ns, carried in the data).
-	var winStart, winEnd atomic.Int64
-	winStart.Store(1<<63 - 1)
-	winEnd.Store(1<<63 - 1)
-	var delivered, closed atomic.Int64
-	shards := make([]struct {
-		mu sync.Mutex
-		l  *Latency
-	}, 32)
-	for i := range shards {
-		shards[i].l = NewLatency()
-	}
+	tally := newFanoutTally()
 	var readers sync.WaitGroup
 	for i, s := range subs {
-		sh := &shards[i%len(shards)]
 		readers.Go(func() {
 			buf := make([]byte, 0, 2*cfg.Size+256)
 			for {
@@ -65,24 +53,19 @@ func RunWSFanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error) {
 				_, r, err := s.c.Reader(context.Background())
 				if err != nil {
 					if ctx.Err() == nil {
-						closed.Add(1)
+						tally.closed.Add(1)
 					}
 					return
 				}
 				buf, err = readAll(r, buf[:0])
 				if err != nil {
-					closed.Add(1)
+					tally.closed.Add(1)
 					return
 				}
 				now := time.Now().UnixNano()
-				t, ok := stampOf(buf)
-				if !ok || t < winStart.Load() || t >= winEnd.Load() {
-					continue
+				if t, ok := stampOf(buf); ok {
+					tally.record(i, t, now)
 				}
-				delivered.Add(1)
-				sh.mu.Lock()
-				sh.l.Record(time.Duration(now - t))
-				sh.mu.Unlock()
 			}
 		})
 	}
@@ -132,11 +115,11 @@ func RunWSFanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error) {
 				return FanoutResult{}, err
 			}
 			cpu0 = m["process_cpu_seconds_total"]
-			winStart.Store(time.Now().UnixNano())
+			tally.winStart.Store(time.Now().UnixNano())
 			measuring = true
 		}
 		if !now.Before(endAt) {
-			winEnd.Store(time.Now().UnixNano())
+			tally.winEnd.Store(time.Now().UnixNano())
 			break
 		}
 		due := int64(now.Sub(begin).Seconds() * cfg.Rate)
@@ -165,11 +148,7 @@ func RunWSFanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error) {
 		}
 	}
 	// Let the deliveries of the measured publications arrive.
-	expected := published * int64(cfg.Subscribers)
-	drainBy := time.Now().Add(10 * time.Second)
-	for delivered.Load() < expected && time.Now().Before(drainBy) {
-		time.Sleep(5 * time.Millisecond) // polling for the stragglers
-	}
+	tally.drain(published*int64(cfg.Subscribers), 10*time.Second)
 	m, err := scrapeMetrics(ctx, hc, metricsURL)
 	if err != nil {
 		return FanoutResult{}, err
@@ -183,19 +162,7 @@ func RunWSFanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error) {
 	readers.Wait()
 	pubReader.Wait()
 
-	lat := NewLatency()
-	for i := range shards {
-		lat.Merge(shards[i].l)
-	}
-	res := FanoutResult{
-		Transport: "ws", Subscribers: cfg.Subscribers, Rate: cfg.Rate, Seconds: cfg.Duration.Seconds(),
-		Published: published, Delivered: delivered.Load(), Expected: expected,
-		DeliveredRate: float64(delivered.Load()) / cfg.Duration.Seconds(),
-		Latency:       lat.Summary(), HubCPU: cpu, Closed: closed.Load(),
-	}
-	if res.Delivered > 0 {
-		res.HubCPUPerMillion = cpu / float64(res.Delivered) * 1e6
-	}
+	res := tally.result(cfg, cfg.Subscribers, published, cpu)
 	if n := pubErrs.Load(); n > 0 {
 		return res, fmt.Errorf("%d publishes failed, the first: %v", n, firstPubErr.Load())
 	}
