@@ -41,6 +41,8 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 		queueMessages  = fs.Int("queue-messages", 4096, "outbound queue per connection, in messages (slow consumers are cut)")
 		queueBytes     = fs.Int("queue-bytes", 16<<20, "outbound queue per connection, in bytes")
 		maxConns       = fs.Int("max-connections", 20000, "connections served at once")
+		maxWebSockets  = fs.Int("max-websockets", 0, "WebSocket connections open at once; further upgrades get 503 (0: 90% of --max-connections)")
+		sseRetry       = fs.Duration("sse-retry", time.Second, "reconnect delay told to SSE clients (retry:)")
 		publishRate    = fs.Float64("publish-rate", 1000, "publishes per second per WebSocket connection")
 		headerTimeout  = fs.Duration("header-timeout", 10*time.Second, "time to read a request's headers")
 		idleTimeout    = fs.Duration("idle-timeout", 120*time.Second, "keep-alive idle timeout")
@@ -96,7 +98,8 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 		IdleTimeout: *idleTimeout, AllowedOrigins: origins, WriteTimeout: *writeTimeout,
 		Heartbeat: *heartbeat, PingInterval: *pingInterval, PollTimeout: *pollTimeout,
 		PollMaxTimeout: *pollMax, PublishRate: *publishRate, Web: web.Handler(),
-		JWTSecret: []byte(*jwtSecret),
+		JWTSecret:     []byte(*jwtSecret),
+		MaxWebSockets: *maxWebSockets, SSERetry: *sseRetry,
 	})
 	if err != nil {
 		return err

@@ -86,7 +86,7 @@ func TestServeHelpAndBadFlags(t *testing.T) {
 	if code := Main(context.Background(), []string{"serve", "--help"}, Stdio{Err: &errb, Out: io.Discard}); code != 0 {
 		t.Fatalf("--help exit %d", code)
 	}
-	for _, flag := range []string{"-listen", "-history-size", "-history-ttl", "-max-message", "-max-channels", "-allowed-origins", "-engine", "-jwt-secret", "-allow-anonymous"} {
+	for _, flag := range []string{"-listen", "-history-size", "-history-ttl", "-max-message", "-max-channels", "-allowed-origins", "-engine", "-jwt-secret", "-allow-anonymous", "-max-websockets", "-sse-retry"} {
 		if !strings.Contains(errb.String(), flag) {
 			t.Errorf("serve --help does not list %s", flag)
 		}
@@ -104,5 +104,21 @@ func TestServeHelpAndBadFlags(t *testing.T) {
 	}
 	if code := Main(context.Background(), []string{"frobnicate"}, Stdio{Out: io.Discard, Err: io.Discard}); code != 2 {
 		t.Fatalf("unknown command exit %d", code)
+	}
+}
+
+func TestServeSSERetryFlag(t *testing.T) {
+	url, _ := startServe(t, "--sse-retry", "3s")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", url+"/v1/sse?channel=c", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || line != "retry: 3000\n" {
+		t.Fatalf("first SSE line %q (%v), want the --sse-retry delay", line, err)
 	}
 }
