@@ -203,11 +203,15 @@ func (h *Hub) deliver(p *Publication) {
 	if ch == nil {
 		return
 	}
+	var queued uint64
 	ch.mu.Lock()
 	for s := range ch.subs {
-		s.push(p)
+		if s.push(p) {
+			queued++
+		}
 	}
 	ch.mu.Unlock()
+	h.delivered.Add(queued)
 }
 
 // attach registers s on name so deliver reaches it.

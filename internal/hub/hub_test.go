@@ -459,3 +459,34 @@ func TestReplayLiveSeamDeterministic(t *testing.T) {
 		wantRange(t, got, first, uint64(next-1))
 	}
 }
+
+// TestDeliveredCount: Stats().Delivered counts each publication queued to
+// a session once — live and replayed alike — and nothing a closed session
+// dropped.
+func TestDeliveredCount(t *testing.T) {
+	h, _ := newHub(t, hub.Config{QueueMessages: 4}, memory.Config{})
+	ctx := context.Background()
+	publishN(t, h, "d", 1, 2)
+	a, _ := h.NewSession()
+	defer a.Release()
+	b, _ := h.NewSession()
+	defer b.Release()
+	a.Subscribe(ctx, "d", hub.SubscribeOptions{From: &msg.Position{Offset: 0}}) // replays 2
+	b.Subscribe(ctx, "d", hub.SubscribeOptions{})
+	publishN(t, h, "d", 3, 4) // 2 each: 4
+	if got := h.Stats().Delivered; got != 6 {
+		t.Fatalf("Delivered = %d after 2 replayed + 2×2 live, want 6", got)
+	}
+	a.Next(ctx)
+	b.Next(ctx)
+	for i := 5; i <= 9; i++ { // a drains after each; b never does: queue of 4, the 5th cuts it
+		publishN(t, h, "d", i, i)
+		if _, err := a.Next(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-b.Done()
+	if got := h.Stats().Delivered; got != 6+5+4 {
+		t.Fatalf("Delivered = %d, want %d (a: 5, b: 4 before it was cut)", got, 6+5+4)
+	}
+}

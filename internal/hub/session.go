@@ -226,17 +226,23 @@ func (s *Session) start(ctx context.Context, channel string, st *subState, opts 
 	default:
 		st.last = from.Offset
 	}
+	var queued uint64
 	s.replaying = true
 	for _, p := range replay {
-		s.pushLocked(st, p)
+		if s.pushLocked(st, p) {
+			queued++
+		}
 	}
 	s.replaying = false
 	pending := st.pending
 	st.pending = nil
 	st.recovering = false
 	for _, p := range pending {
-		s.pushLocked(st, p)
+		if s.pushLocked(st, p) {
+			queued++
+		}
 	}
+	h.delivered.Add(queued)
 	return res, nil
 }
 
@@ -262,41 +268,44 @@ func (s *Session) Channels() int {
 	return len(s.subs)
 }
 
-// push queues a live publication. It never blocks.
-func (s *Session) push(p *Publication) {
+// push queues a live publication and reports whether it did (a
+// publication held back while the channel replays is counted when it is
+// queued). It never blocks.
+func (s *Session) push(p *Publication) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.subs[p.Channel]
 	if st == nil || s.closed {
-		return
+		return false
 	}
 	if st.recovering {
 		if len(st.pending) >= s.h.cfg.QueueMessages {
 			s.closeLocked(msg.CloseSlow, "too many messages while replaying")
-			return
+			return false
 		}
 		st.pending = append(st.pending, p)
-		return
+		return false
 	}
-	s.pushLocked(st, p)
+	return s.pushLocked(st, p)
 }
 
 // pushLocked queues p unless the session has it already, announcing a gap
-// when p does not follow what was queued before.
-func (s *Session) pushLocked(st *subState, p *Publication) {
+// when p does not follow what was queued before. It reports whether p was
+// queued. Callers count deliveries in bulk: one atomic add per
+// publication, not one per subscriber on the fan-out path.
+func (s *Session) pushLocked(st *subState, p *Publication) bool {
 	switch {
 	case p.Epoch != st.epoch:
 		// The channel's history was lost and began again.
 		s.enqueueLocked(Item{Gap: &msg.Gap{Type: msg.TypeGap, Channel: p.Channel, Epoch: p.Epoch, Next: p.Offset}})
 		st.epoch = p.Epoch
 	case p.Offset <= st.last:
-		return // in both replay and live: queued once already
+		return false // in both replay and live: queued once already
 	case p.Offset > st.last+1:
 		s.enqueueLocked(Item{Gap: &msg.Gap{Type: msg.TypeGap, Channel: p.Channel, Epoch: p.Epoch, Next: p.Offset}})
 	}
 	st.last = p.Offset
-	s.enqueueLocked(Item{Pub: p})
-	s.h.delivered.Add(1)
+	return s.enqueueLocked(Item{Pub: p})
 }
 
 // Send queues a transport's own frame, in order with the messages.
@@ -310,9 +319,11 @@ func (s *Session) Send(raw []byte) error {
 	return nil
 }
 
-func (s *Session) enqueueLocked(it Item) {
+// enqueueLocked queues it, or closes the session as a slow consumer when
+// the queue is full. It reports whether it was queued.
+func (s *Session) enqueueLocked(it Item) bool {
 	if s.closed {
-		return
+		return false
 	}
 	n := it.size()
 	if s.replaying {
@@ -321,7 +332,7 @@ func (s *Session) enqueueLocked(it Item) {
 	} else if len(s.queue) >= s.h.cfg.QueueMessages+s.slackN || s.queueBytes+n > s.h.cfg.QueueBytes+s.slackBytes {
 		s.h.slowCuts.Add(1)
 		s.closeLocked(msg.CloseSlow, fmt.Sprintf("outbound queue full (%d messages, %d bytes)", len(s.queue), s.queueBytes))
-		return
+		return false
 	}
 	s.queue = append(s.queue, it)
 	s.queueBytes += n
@@ -332,6 +343,7 @@ func (s *Session) enqueueLocked(it Item) {
 	if s.notify != nil {
 		s.notify()
 	}
+	return true
 }
 
 // SetNotify makes the session call f each time it queues an item and when
