@@ -103,6 +103,14 @@ func (c Cursor) AppendText(b []byte) []byte {
 		names = append(names, ch)
 	}
 	sort.Strings(names)
+	return c.AppendTextOrdered(b, names)
+}
+
+// AppendTextOrdered appends the text form of c to b, its entries in the
+// order of names, which must be c's channels, sorted. A writer that frames
+// the cursor after every message keeps names once instead of sorting each
+// time.
+func (c Cursor) AppendTextOrdered(b []byte, names []string) []byte {
 	for i, ch := range names {
 		if i > 0 {
 			b = append(b, ',')

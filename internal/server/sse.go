@@ -38,13 +38,13 @@ func (f sseFramer) start(b []byte, cur msg.Cursor, names []string) []byte {
 	b = append(b, "retry: "...)
 	b = strconv.AppendInt(b, f.retryMs, 10)
 	b = append(b, "\nid: "...)
-	b = appendCursor(b, cur, names)
+	b = cur.AppendTextOrdered(b, names)
 	return append(b, "\n\n"...)
 }
 
 func (sseFramer) item(b []byte, it hub.Item, cur msg.Cursor, names []string) []byte {
 	b = append(b, "id: "...)
-	b = appendCursor(b, cur, names)
+	b = cur.AppendTextOrdered(b, names)
 	if it.Pub != nil {
 		b = append(b, "\nevent: message\ndata: "...)
 		b = append(b, it.Pub.JSON...)

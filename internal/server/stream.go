@@ -291,23 +291,6 @@ func appendHead(b []byte, h http.Header, chunked bool) []byte {
 	return append(b, "\r\n"...)
 }
 
-// appendCursor appends cur's text form, its channels in the order of names
-// (sorted, so it equals cur.String() without sorting again).
-func appendCursor(b []byte, cur msg.Cursor, names []string) []byte {
-	for i, ch := range names {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		p := cur[ch]
-		b = append(b, ch...)
-		b = append(b, ':')
-		b = append(b, p.Epoch...)
-		b = append(b, ':')
-		b = strconv.AppendUint(b, p.Offset, 10)
-	}
-	return b
-}
-
 // handleStream serves GET /v1/stream: NDJSON, one JSON object a line. The
 // first line is a heartbeat carrying the reader's starting cursor; then
 // envelopes and gap notices as they come, and a heartbeat with the current
@@ -339,6 +322,6 @@ func (ndjsonFramer) item(b []byte, it hub.Item, _ msg.Cursor, _ []string) []byte
 
 func (ndjsonFramer) heartbeat(b []byte, cur msg.Cursor, names []string) []byte {
 	b = append(b, `{"type":"heartbeat","cursor":"`...)
-	b = appendCursor(b, cur, names)
+	b = cur.AppendTextOrdered(b, names)
 	return append(b, "\"}\n"...)
 }
