@@ -13,13 +13,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"regexp"
-	"runtime"
-	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/duplexhq/duplex/internal/leaktest"
 )
 
 // loopback is the allow list tests use: their origins live on 127.0.0.1.
@@ -132,68 +130,13 @@ func startProxy(t testing.TB, cfg Config) *testProxy {
 
 // goroutine leak check.
 
-var goroutineHeader = regexp.MustCompile(`^goroutine (\d+) \[`)
-
-func goroutines() map[string]string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	m := map[string]string{}
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if sm := goroutineHeader.FindStringSubmatch(g); sm != nil {
-			m[sm[1]] = g
-		}
-	}
-	return m
-}
-
 // checkLeaks fails the test if goroutines started during it are still
-// running when it ends (after its other cleanups). It polls with a
-// deadline: goroutines unwind asynchronously after their conns close.
-// Call it first in a test, so its cleanup runs last.
+// running when it ends (after its other cleanups). A stack that runs proxy
+// code is a leak whatever else it holds. Call it first in a test, so its
+// cleanup runs last.
 func checkLeaks(t testing.TB) {
 	t.Helper()
-	before := goroutines()
-	t.Cleanup(func() {
-		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			var leaked []string
-			for id, g := range goroutines() {
-				if _, ok := before[id]; ok || harmless(g) {
-					continue
-				}
-				leaked = append(leaked, g)
-			}
-			if len(leaked) == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				sort.Strings(leaked)
-				t.Errorf("%d goroutines leaked:\n%s", len(leaked), strings.Join(leaked, "\n\n"))
-				return
-			}
-			time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
-		}
-	})
-}
-
-func harmless(stack string) bool {
-	for _, s := range []string{
-		"testing.(*T).Run", "testing.tRunner", "runtime.goexit0", "checkLeaks",
-		"os/signal.", "runtime.ensureSigM", "testing.runFuzzing", "testing.(*F).Fuzz",
-	} {
-		if strings.Contains(stack, s) && !strings.Contains(stack, "internal/proxy.(*") {
-			return true
-		}
-	}
-	return false
+	leaktest.Check(t, &leaktest.Options{Never: []string{"internal/proxy.(*"}, Grace: 10 * time.Second})
 }
 
 // origin servers.
