@@ -95,7 +95,7 @@ func TestProxyServesAndStops(t *testing.T) {
 		}
 		mb, _ := io.ReadAll(mresp.Body)
 		mresp.Body.Close()
-		if strings.Contains(string(mb), `duplex_proxy_requests_total{proto="http",outcome="ok"} 1`) {
+		if strings.Contains(string(mb), `duplex_proxy_requests_total{outcome="ok",proto="http"} 1`) {
 			break
 		}
 		if time.Now().After(deadline) {

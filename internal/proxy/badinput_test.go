@@ -191,7 +191,7 @@ func TestSilentClients(t *testing.T) {
 	waitIdle(t, p)
 	var sb strings.Builder
 	p.WriteMetrics(&sb)
-	if !strings.Contains(sb.String(), `duplex_proxy_requests_total{proto="unknown",outcome="handshake_timeout"} 1000`) {
+	if !strings.Contains(sb.String(), `duplex_proxy_requests_total{outcome="handshake_timeout",proto="unknown"} 1000`) {
 		t.Errorf("metrics:\n%s", sb.String())
 	}
 }

@@ -344,7 +344,7 @@ func TestAccessLog(t *testing.T) {
 	p.WriteMetrics(&sb)
 	for _, want := range []string{
 		"duplex_proxy_connections_accepted_total 1",
-		`duplex_proxy_requests_total{proto="connect",outcome="ok"} 1`,
+		`duplex_proxy_requests_total{outcome="ok",proto="connect"} 1`,
 		`duplex_proxy_bytes_total{direction="up"} 5`,
 	} {
 		if !strings.Contains(sb.String(), want) {

@@ -1,6 +1,6 @@
 package proxy
 
-// Lock order: Server.mu, metrics.mu and udpAssoc.mu are never held
+// Lock order: Server.mu and udpAssoc.mu are never held
 // together; each guards its own fields only.
 
 import (
@@ -58,6 +58,7 @@ func New(cfg Config) (*Server, error) {
 		perClient: map[netip.Addr]int{},
 		ready:     make(chan struct{}),
 	}
+	s.metrics.init()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.acl.allowAll = c.AllowPrivate
 	for _, p := range c.Allow {
