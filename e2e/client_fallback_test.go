@@ -27,7 +27,7 @@ func TestClientAutoFallsBackWhenUpgradeRefused(t *testing.T) {
 		{"no sse to poll", http.StatusForbidden, []string{"/v1/sse"}, client.Poll},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			url := startHTTPFront(t, refuseUpgrades(h.Server.Handler(), tc.status, tc.refused...))
+			url := hubtest.ServeHandler(t, refuseUpgrades(h.Server.Handler(), tc.status, tc.refused...))
 			c := dialClient(t, url, fastOpts(client.Auto))
 			ch := "fb-" + string(tc.want) + "-" + http.StatusText(tc.status)[:3]
 			s := subscribe(t, c, []string{ch}, nil)

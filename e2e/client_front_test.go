@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"io"
 	"net"
@@ -11,7 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 )
 
 // tcpFront relays TCP connections to a target (a hub) and can cut them:
@@ -167,24 +165,4 @@ func refuseUpgrades(next http.Handler, status int, refused ...string) http.Handl
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// startHTTPFront serves h on a new 127.0.0.1:0 listener until the test ends.
-func startHTTPFront(t *testing.T, h http.Handler) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: h}
-	done := make(chan struct{})
-	go func() { srv.Serve(ln); close(done) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		srv.Close()
-		<-done
-	})
-	return "http://" + ln.Addr().String()
 }

@@ -46,26 +46,6 @@ func (u *upgradeCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	u.next.ServeHTTP(w, r)
 }
 
-// startFront serves h on a new 127.0.0.1:0 listener until the test ends.
-func startFront(t *testing.T, h http.Handler) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: h}
-	done := make(chan struct{})
-	go func() { srv.Serve(ln); close(done) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		srv.Close()
-		<-done
-	})
-	return "http://" + ln.Addr().String()
-}
-
 var positionLine = regexp.MustCompile(`^([A-Za-z0-9_.:@-]+):([a-z0-9]{1,16}):([0-9]+)$`)
 
 // TestPubTransports: duplex pub over every transport publishes an argument
@@ -76,7 +56,7 @@ func TestPubTransports(t *testing.T) {
 	for _, tr := range []string{"ws", "sse", "stream", "poll", "auto"} {
 		t.Run(tr, func(t *testing.T) {
 			front := &upgradeCounter{next: h.Server.Handler()}
-			url := startFront(t, front)
+			url := hubtest.ServeHandler(t, front)
 			ch := "pub-" + tr
 			ctx := context.Background()
 			code, out, errOut := runMain(t, ctx, "", "pub", "--url", url, "--transport", tr, "--proxy", "direct", ch, `{"first":true}`)

@@ -107,3 +107,27 @@ func (h *Hub) Stop(t testing.TB) {
 		t.Errorf("hubtest: serve: %v", h.serr)
 	}
 }
+
+// ServeHandler serves h on a new 127.0.0.1:0 listener until t ends, and
+// returns its http:// URL: a front for a hub (one that refuses upgrades,
+// counts them, cuts connections). Unlike httptest.Server.Close, which waits
+// for every handler, the cleanup gives handlers 5s and then closes their
+// connections, since a front may be proxying an endless stream.
+func ServeHandler(t testing.TB, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	done := make(chan struct{})
+	go func() { srv.Serve(ln); close(done) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		srv.Close()
+		<-done
+	})
+	return "http://" + ln.Addr().String()
+}
