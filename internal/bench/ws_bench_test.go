@@ -104,6 +104,30 @@ func BenchmarkWSFanout(b *testing.B) {
 	}
 }
 
+// BenchmarkWSFanoutWriteDelay: 1,000 subscribers at 100 msg/s, the point
+// of the CPU target, with the hub's --ws-write-delay at 0 and above: the
+// delay lets messages share a write(2), trading latency for CPU.
+func BenchmarkWSFanoutWriteDelay(b *testing.B) {
+	for _, delay := range []time.Duration{0, 5 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond} {
+		b.Run(fmt.Sprintf("delay=%v", delay), func(b *testing.B) {
+			url := startHubProcess(b, "--publish-rate", "-1", "--ws-write-delay", delay.String())
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			res, err := RunWSFanout(ctx, FanoutConfig{URL: url, Channel: "delay", Subscribers: 1000, Rate: 100})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(res.Latency.P50/1000, "p50-ms")
+			b.ReportMetric(res.Latency.P99/1000, "p99-ms")
+			b.ReportMetric(res.Latency.Max/1000, "max-ms")
+			b.ReportMetric(res.HubCPUPerMillion, "hub-cpu-s/1M")
+			if res.Delivered < res.Expected {
+				b.Errorf("delivered %d of %d (closed connections: %d)", res.Delivered, res.Expected, res.Closed)
+			}
+		})
+	}
+}
+
 // BenchmarkWSIdleMemory: the hub's memory with 10,000 idle subscribed
 // WebSocket connections against none.
 func BenchmarkWSIdleMemory(b *testing.B) {

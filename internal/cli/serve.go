@@ -42,6 +42,7 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 		queueBytes     = fs.Int("queue-bytes", 16<<20, "outbound queue per connection, in bytes")
 		maxConns       = fs.Int("max-connections", 20000, "connections served at once")
 		maxWebSockets  = fs.Int("max-websockets", 0, "WebSocket connections open at once; further upgrades get 503 (0: 90% of --max-connections)")
+		wsWriteDelay   = fs.Duration("ws-write-delay", 0, "hold WebSocket writes up to this long so messages share a write: less CPU at high fan-out, more latency (0: write at once)")
 		sseRetry       = fs.Duration("sse-retry", time.Second, "reconnect delay told to SSE clients (retry:)")
 		publishRate    = fs.Float64("publish-rate", 1000, "publishes per second per WebSocket connection")
 		headerTimeout  = fs.Duration("header-timeout", 10*time.Second, "time to read a request's headers")
@@ -99,7 +100,7 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 		Heartbeat: *heartbeat, PingInterval: *pingInterval, PollTimeout: *pollTimeout,
 		PollMaxTimeout: *pollMax, PublishRate: *publishRate, Web: web.Handler(),
 		JWTSecret:     []byte(*jwtSecret),
-		MaxWebSockets: *maxWebSockets, SSERetry: *sseRetry,
+		MaxWebSockets: *maxWebSockets, SSERetry: *sseRetry, WSWriteDelay: *wsWriteDelay,
 	})
 	if err != nil {
 		return err

@@ -19,15 +19,16 @@ import (
 
 // The WebSocket transport (DESIGN §4).
 //
-// Each connection has two goroutines: the handler's, which reads frames and
-// serves commands, and one writer, which drains the connection's hub session
-// and is the only one to write data frames. Replies travel through the
-// session too (Session.Send, or the Ack hook of Subscribe), so they keep
-// their order with the messages. Whatever ends a connection — a protocol
-// error seen by the reader, the hub closing the session (slow consumer,
-// shutdown), a write failure — closes the session with a close code; the
-// writer turns that into the close frame and returns, and the handler
-// waits for it before releasing the session.
+// A connection has no goroutine of its own while idle. A reader runs while
+// there are frames to read (woken by epoll on Linux) and serves commands;
+// the server's writers (ws_write.go) drain the connection's hub session,
+// and they alone write data frames. Replies travel through the session too
+// (Session.Send, or the Ack hook of Subscribe), so they keep their order
+// with the messages. Whatever ends a connection — a protocol error seen by
+// the reader, the hub closing the session (slow consumer, shutdown), a
+// write failure — closes the session with a close code; the drain that
+// sees it has the close frame sent, waits for the readers and releases the
+// session.
 //
 // /v1/echo with Upgrade runs the same machinery with no channels: the
 // reader queues each message back through the session, so echo has the
@@ -56,11 +57,18 @@ const wsHistoryBytes = 1 << 20
 type wsState struct {
 	conns atomic.Int64
 
-	mu     sync.Mutex // guards live, stop, poller
-	live   map[*wsConn]struct{}
-	stop   chan struct{} // closed to stop the running sweeper; nil if none
-	poller *wsPoller     // wakes idle readers (Linux); nil if none runs
+	mu      sync.Mutex // guards live, stop, poller, writers, slot
+	live    map[*wsConn]struct{}
+	stop    chan struct{} // closed to stop the running sweeper; nil if none
+	poller  *wsPoller     // wakes idle readers (Linux); nil if none runs
+	writers *wsWriters    // nil if none run
+	slot    int           // the ping slot of the next connection
 }
+
+// wsPingSlots spreads pings over the interval: the sweeper wakes this many
+// times per interval and pings one slot's connections each time, so their
+// pongs (and the readers they wake) do not all arrive at once.
+const wsPingSlots = 10
 
 func (s *Server) maxWebSockets() int {
 	switch n := s.cfg.MaxWebSockets; {
@@ -157,11 +165,17 @@ type wsConn struct {
 
 	done func() // ends the beginStream registration; called by finish
 
-	// writing is true while a writer goroutine (drain) runs; the
-	// session's notify hook starts one when it is false. The drain that
-	// finds the session closed sends the close frame and finishes the
-	// connection; writing stays set after it.
+	w    *wsWriters // the server's writers, while the connection is live
+	slot int        // its ping slot, in [0, wsPingSlots)
+
+	// writing is true while the connection is on a writer list or
+	// being drained (ws_write.go); the session's notify hook, or a due
+	// ping, schedules it when it is false. The drain that finds the
+	// session closed has the close frame sent and the connection
+	// finished; writing stays set after it.
 	writing atomic.Bool
+	// pingDue asks the next drain to send a ping first.
+	pingDue atomic.Bool
 	// reading is true while a reader goroutine (readLoop) runs; readers
 	// counts them for finish to wait on. With epoll, a reader exits when
 	// the socket would block between messages and the poller starts the
@@ -172,11 +186,9 @@ type wsConn struct {
 
 	// alive is set whenever the peer shows it is there (a frame, a pong)
 	// and cleared by each ping sweep; silent counts sweeps without it
-	// (the sweeper's alone), pinging is set while a ping waits for its
-	// pong.
-	alive   atomic.Bool
-	silent  int
-	pinging atomic.Bool
+	// (the sweeper's alone).
+	alive  atomic.Bool
+	silent int
 	// dropped is set when the TCP connection is gone, so no close frame
 	// is attempted.
 	dropped atomic.Bool
@@ -219,39 +231,23 @@ func (wc *wsConn) readLoop() {
 // notify is the session's hook: it runs with the session locked.
 func (wc *wsConn) notify() {
 	if wc.writing.CompareAndSwap(false, true) {
-		go wc.drain()
+		wc.schedule()
 	}
 }
 
-// drain writes what the session holds until it is empty, then exits; when
-// the session has closed it sends the close frame and finishes.
-func (wc *wsConn) drain() {
-	for {
-		items, err := wc.sess.TryNext()
-		if err != nil {
-			wc.finish(err) // writing stays set: no writer after this one
-			return
-		}
-		if len(items) > 0 {
-			if err := wc.write(items); err != nil {
-				wc.s.log.Debug("websocket write failed", "err", err)
-				wc.dropped.Store(true)
-				wc.sess.Close(msg.CloseNormal, "write failed")
-				wc.finish(nil)
-				return
-			}
-			continue
-		}
-		wc.writing.Store(false)
-		// Something queued between TryNext and the store found writing
-		// set and started no writer: take it on, unless one has started.
-		if wc.sess.QueueLen() == 0 && wc.sess.Err() == nil {
-			return
-		}
-		if !wc.writing.CompareAndSwap(false, true) {
-			return
-		}
+// schedule gives wc, which has something to write, to a writer.
+func (wc *wsConn) schedule() {
+	if wc.w != nil {
+		wc.w.schedule(wc)
+		return
 	}
+	// No writers: the server is shutting down. A goroutine drains
+	// what is left and finishes the connection.
+	go func() {
+		bp := wsBufPool.Get().(*[]byte)
+		defer wsBufPool.Put(bp)
+		wc.drain(bp, true)
+	}()
 }
 
 // add registers wc for ping sweeps and, where epoll runs, for wake-ups,
@@ -264,6 +260,14 @@ func (st *wsState) add(wc *wsConn) bool {
 		st.live = make(map[*wsConn]struct{})
 	}
 	st.live[wc] = struct{}{}
+	wc.slot = st.slot
+	st.slot = (st.slot + 1) % wsPingSlots
+	if st.writers == nil {
+		if end, ok := wc.s.beginStream(); ok {
+			st.writers = startWSWriters(wc.s.cfg.WSWriteDelay, end)
+		}
+	}
+	wc.w = st.writers
 	if st.stop == nil {
 		end, ok := wc.s.beginStream()
 		if !ok {
@@ -323,21 +327,23 @@ func (st *wsState) remove(wc *wsConn) {
 			st.poller.stop()
 			st.poller = nil
 		}
+		if st.writers != nil {
+			st.writers.close()
+			st.writers = nil
+		}
 	}
 }
 
-// sweep pings every connection each PingInterval and drops those silent
-// for two intervals. One goroutine per server, not a ticker per
-// connection.
+// sweep pings every connection once per PingInterval, a slot of them at a
+// time, and drops those silent since their slot's previous turn twice. One
+// goroutine per server, not a ticker per connection; the pings are written
+// by the writers.
 func (st *wsState) sweep(s *Server, stop <-chan struct{}, end func()) {
 	defer end()
-	interval := s.cfg.PingInterval
-	tick := time.NewTicker(interval)
+	tick := time.NewTicker(s.cfg.PingInterval / wsPingSlots)
 	defer tick.Stop()
-	var pings sync.WaitGroup
-	defer pings.Wait() // each ends with its pong or its connection
 	var conns []*wsConn
-	for {
+	for turn := 0; ; turn = (turn + 1) % wsPingSlots {
 		select {
 		case <-stop:
 			return
@@ -352,7 +358,9 @@ func (st *wsState) sweep(s *Server, stop <-chan struct{}, end func()) {
 		}
 		conns = conns[:0]
 		for wc := range st.live {
-			conns = append(conns, wc)
+			if wc.slot == turn {
+				conns = append(conns, wc)
+			}
 		}
 		st.mu.Unlock()
 		for _, wc := range conns {
@@ -367,15 +375,13 @@ func (st *wsState) sweep(s *Server, stop <-chan struct{}, end func()) {
 				wc.c.CloseNow()
 				continue
 			}
-			if wc.pinging.CompareAndSwap(false, true) {
-				pings.Go(func() {
-					defer wc.pinging.Store(false)
-					ctx, cancel := context.WithTimeout(context.Background(), 2*interval)
-					defer cancel()
-					wc.c.Ping(ctx) // the pong sets alive; a failure is judged by the sweep
-				})
+			// The pong sets alive.
+			wc.pingDue.Store(true)
+			if wc.writing.CompareAndSwap(false, true) {
+				wc.schedule()
 			}
 		}
+		clear(conns)
 	}
 }
 
@@ -649,41 +655,6 @@ func (wc *wsConn) history(ctx context.Context, cmd wsCommand) ([]byte, error) {
 	b = append(b, `,"latest":`...)
 	b = strconv.AppendUint(b, st.Latest, 10)
 	return append(b, '}'), nil
-}
-
-// write sends items as one corked batch (flushed every wsMaxCork bytes),
-// each write within the write timeout.
-func (wc *wsConn) write(items []hub.Item) error {
-	timeout := wc.s.cfg.WriteTimeout
-	ctx := context.Background() // the cork takes the frames; flush has the deadline
-	wc.nc.cork()
-	var scratch []byte
-	for _, it := range items {
-		var b []byte
-		typ := websocket.MessageText
-		switch {
-		case it.Pub != nil:
-			b = it.Pub.JSON
-		case it.Gap != nil:
-			scratch = it.Gap.AppendJSON(scratch[:0])
-			b = scratch
-		case wc.echo:
-			typ, b = websocket.MessageType(it.Raw[0]), it.Raw[1:]
-		default:
-			b = it.Raw
-		}
-		if err := wc.c.Write(ctx, typ, b); err != nil {
-			wc.nc.flush(timeout, true)
-			return err
-		}
-		if wc.nc.buffered() >= wsMaxCork {
-			if err := wc.nc.flush(timeout, false); err != nil {
-				wc.nc.flush(timeout, true)
-				return err
-			}
-		}
-	}
-	return wc.nc.flush(timeout, true)
 }
 
 // close ends the connection for the session's close error.

@@ -15,12 +15,9 @@ import (
 )
 
 // wsNetConn is the hijacked TCP connection under a WebSocket, as the
-// WebSocket library sees it. It adds one thing: corking. While corked,
-// writes are collected in a pooled buffer, and uncork sends them with one
-// write under one deadline, so a writer with several messages waiting pays
-// one system call, not one per message. Writes while not corked (the
-// library's control frames: pong, close) pass straight through. mu keeps
-// the two kinds in order.
+// WebSocket library sees it. The library writes its control frames (pong,
+// close) through Write; the hub writes its data frames and pings with
+// writeFrames (ws_write.go). mu keeps the two in order.
 type wsNetConn struct {
 	net.Conn
 
@@ -40,9 +37,8 @@ type wsNetConn struct {
 	blocking atomic.Bool
 	raw      syscall.RawConn // for tryRead; set with polled
 
-	mu     sync.Mutex // guards corked, buf, and orders writes
-	corked bool
-	buf    *[]byte
+	mu        sync.Mutex // orders writes; guards closeSent
+	closeSent bool       // the library has written a close frame
 }
 
 func (c *wsNetConn) Read(p []byte) (int, error) {
@@ -183,64 +179,35 @@ func (s *closeScan) closeOK() bool {
 	return !s.isClose || len(s.pay) <= 2 || utf8.Valid(s.pay[2:])
 }
 
-var wsBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
-
-// wsMaxCork is the most a corked connection collects before the writer
-// flushes, so one batch costs bounded memory whatever is queued.
-const wsMaxCork = 64 << 10
-
 func (c *wsNetConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.corked {
-		*c.buf = append(*c.buf, p...)
-		return len(p), nil
+	// The library writes each control frame whole, in one Write: a close
+	// frame starts with its first byte. Nothing may follow it.
+	if len(p) > 0 && p[0] == 0x80|0x8 {
+		c.closeSent = true
 	}
 	return c.Conn.Write(p)
 }
 
-// cork starts collecting writes.
-func (c *wsNetConn) cork() {
+// writeFrames writes b, whole frames, after whatever was written before.
+// Blocking, it waits up to timeout. Otherwise it makes one attempt that
+// never waits and returns errWouldBlock, with how much it wrote, when the
+// socket cannot take all of b (or cannot be written without waiting on
+// this system).
+func (c *wsNetConn) writeFrames(b []byte, blocking bool, timeout time.Duration) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.buf == nil {
-		c.buf = wsBufPool.Get().(*[]byte)
+	if c.closeSent {
+		return 0, net.ErrClosed
 	}
-	c.corked = true
-}
-
-// buffered returns how many bytes wait in the cork.
-func (c *wsNetConn) buffered() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.buf == nil {
-		return 0
+	if !blocking {
+		return c.tryWrite(b)
 	}
-	return len(*c.buf)
-}
-
-// flush writes what the cork holds, within timeout. When uncork is true
-// the connection stops collecting and gives its buffer back to the pool.
-func (c *wsNetConn) flush(timeout time.Duration, uncork bool) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var err error
-	if c.buf != nil && len(*c.buf) > 0 {
-		c.Conn.SetWriteDeadline(time.Now().Add(timeout))
-		_, err = c.Conn.Write(*c.buf)
-		c.Conn.SetWriteDeadline(time.Time{})
-		*c.buf = (*c.buf)[:0]
-	}
-	if uncork {
-		c.corked = false
-		if c.buf != nil {
-			if cap(*c.buf) <= 2*wsMaxCork {
-				wsBufPool.Put(c.buf)
-			}
-			c.buf = nil
-		}
-	}
-	return err
+	c.Conn.SetWriteDeadline(time.Now().Add(timeout))
+	n, err := c.Conn.Write(b)
+	c.Conn.SetWriteDeadline(time.Time{})
+	return n, err
 }
 
 // wsHijacker hands the WebSocket library a wsNetConn and small buffers

@@ -184,3 +184,35 @@ func (c *wsNetConn) tryRead(p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// tryWrite writes as much of p as the socket takes without waiting.
+func (c *wsNetConn) tryWrite(p []byte) (int, error) {
+	if c.raw == nil {
+		return 0, errWouldBlock // not polled: writes go through a goroutine
+	}
+	var n int
+	var serr error
+	if err := c.raw.Write(func(fd uintptr) bool {
+		for n < len(p) {
+			k, err := syscall.Write(int(fd), p[n:])
+			if err == syscall.EINTR {
+				continue
+			}
+			if err != nil {
+				serr = err
+				break
+			}
+			n += k
+		}
+		return true // never wait
+	}); err != nil {
+		return n, err
+	}
+	switch {
+	case serr == syscall.EAGAIN:
+		return n, errWouldBlock
+	case serr != nil:
+		return n, os.NewSyscallError("write", serr)
+	}
+	return n, nil
+}

@@ -1,0 +1,78 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/duplexhq/duplex/internal/hub"
+	"github.com/duplexhq/duplex/internal/hubtest"
+	"github.com/duplexhq/duplex/internal/server"
+)
+
+// The hub frames its own data frames (ws_write.go): every payload length
+// form of RFC 6455 §5.2 (7-bit, 16-bit, 64-bit), read back by a client
+// library nobody here wrote, intact and in order — with and without a
+// write delay, which batches them into shared writes.
+func TestWSFrameLengths(t *testing.T) {
+	for _, delay := range []time.Duration{0, 20 * time.Millisecond} {
+		t.Run(fmt.Sprintf("delay=%v", delay), func(t *testing.T) {
+			hubtest.CheckLeaks(t)
+			h := hubtest.Start(t, &hubtest.Options{
+				Hub:    hub.Config{MaxMessage: 300 << 10},
+				Server: server.Config{WSWriteDelay: delay},
+			})
+			c := wsDial(t, h, "/v1/ws")
+			wsSend(t, c, `{"id":1,"type":"subscribe","channel":"big"}`)
+			if f := wsRead(t, c); f.Type != "ok" {
+				t.Fatalf("subscribe reply %+v", f)
+			}
+			// Data sizes around each boundary of the header's length forms
+			// (the envelope adds its own bytes around the data).
+			sizes := []int{1, 60, 125, 126, 200, 65000, 65535, 65536, 70000, 200000}
+			for _, n := range sizes {
+				wsPublishREST(t, h, "big", `"`+strings.Repeat("x", n)+`"`)
+			}
+			for i, n := range sizes {
+				f := wsRead(t, c)
+				var s string
+				if f.Type != "message" || f.Offset != uint64(i+1) || json.Unmarshal(f.Data, &s) != nil || len(s) != n {
+					t.Fatalf("message %d: type %q offset %d, %d data bytes, want %d", i+1, f.Type, f.Offset, len(f.Data), n+2)
+				}
+			}
+			wsPing(t, c, "end")
+			c.Close(websocket.StatusNormalClosure, "")
+		})
+	}
+}
+
+// /v1/echo through the hub's framing: text and binary, small and large.
+func TestWSEchoFrameLengths(t *testing.T) {
+	hubtest.CheckLeaks(t)
+	h := hubtest.Start(t, &hubtest.Options{Hub: hub.Config{MaxMessage: 300 << 10}})
+	c := wsDial(t, h, "/v1/echo")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, n := range []int{0, 125, 126, 65535, 65536, 100000} {
+		for _, typ := range []websocket.MessageType{websocket.MessageText, websocket.MessageBinary} {
+			b := bytes.Repeat([]byte{'a' + byte(n%26)}, n)
+			if err := c.Write(ctx, typ, b); err != nil {
+				t.Fatal(err)
+			}
+			gotTyp, got, err := c.Read(ctx)
+			if err != nil {
+				t.Fatalf("echo of %d bytes (%v): %v", n, typ, err)
+			}
+			if gotTyp != typ || !bytes.Equal(got, b) {
+				t.Fatalf("echo of %d bytes (%v): got %v, %d bytes", n, typ, gotTyp, len(got))
+			}
+		}
+	}
+	c.Close(websocket.StatusNormalClosure, "")
+}
