@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // tcpFront relays TCP connections to a target (a hub) and can cut them:
@@ -26,6 +27,8 @@ type tcpFront struct {
 	mu    sync.Mutex // guards conns
 	conns map[net.Conn]struct{}
 	wg    sync.WaitGroup
+	// relayed gets a token whenever a connection starts being relayed.
+	relayed chan struct{}
 }
 
 func startTCPFront(t *testing.T, target string) *tcpFront {
@@ -44,7 +47,7 @@ func startTLSFront(t *testing.T, target string, cfg *tls.Config) *tcpFront {
 	if cfg != nil {
 		ln = tls.NewListener(ln, cfg)
 	}
-	f := &tcpFront{ln: ln, target: target, conns: make(map[net.Conn]struct{})}
+	f := &tcpFront{ln: ln, target: target, conns: make(map[net.Conn]struct{}), relayed: make(chan struct{}, 1)}
 	f.wg.Go(f.accept)
 	t.Cleanup(f.close)
 	return f
@@ -81,6 +84,10 @@ func (f *tcpFront) relay(c net.Conn) {
 	defer up.Close()
 	f.track(c, true)
 	f.track(up, true)
+	select {
+	case f.relayed <- struct{}{}:
+	default:
+	}
 	defer f.track(c, false)
 	defer f.track(up, false)
 	errc := make(chan error, 2)
@@ -139,6 +146,23 @@ func (f *tcpFront) cutAll() int {
 		n++
 	}
 	return n
+}
+
+// cutNext cuts every connection, waiting for one to be relayed if there is
+// none (a client between two requests). It fails t after 10s.
+func (f *tcpFront) cutNext(t *testing.T) int {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		if n := f.cutAll(); n > 0 {
+			return n
+		}
+		select {
+		case <-f.relayed:
+		case <-timeout:
+			t.Fatal("no connection to cut within 10s")
+		}
+	}
 }
 
 func (f *tcpFront) close() {

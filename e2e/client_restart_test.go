@@ -96,7 +96,10 @@ func TestClientDroppedConnectionResumes(t *testing.T) {
 			const rounds, per = 5, 20
 			for r := range rounds {
 				hubPublish(t, h, a, r*per+1, r*per+per/2)
-				if front.cutAll() == 0 {
+				// A long poll may be between two requests: the next is cut.
+				if tr == client.Poll {
+					front.cutNext(t)
+				} else if front.cutAll() == 0 {
 					t.Fatalf("round %d: nothing to cut", r)
 				}
 				hubPublish(t, h, a, r*per+per/2+1, (r+1)*per)

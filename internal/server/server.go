@@ -62,10 +62,12 @@ type Config struct {
 	// MaxConnections, so WebSockets never take every connection slot from
 	// request/response traffic; negative, no bound.
 	MaxWebSockets int
-	// WSWriteDelay, when positive, holds a WebSocket connection's writes
-	// for up to that long, so the messages arriving meanwhile go out in one
-	// write: less CPU per message at high fan-out, for that much latency.
-	// Zero writes at once.
+	// WSWriteDelay coalesces writes: a WebSocket connection already
+	// written to in the current period of this length waits for the
+	// period's end, so what arrives meanwhile shares one write. Messages
+	// are held at most this long, and only on connections receiving more
+	// than one write's worth per period. Zero means 25ms; negative writes
+	// at once.
 	WSWriteDelay time.Duration
 	// SSERetry is the reconnect delay SSE clients are told. Zero means 1s.
 	SSERetry time.Duration
@@ -102,6 +104,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Heartbeat <= 0 {
 		c.Heartbeat = 15 * time.Second
+	}
+	if c.WSWriteDelay == 0 {
+		c.WSWriteDelay = 25 * time.Millisecond
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = 25 * time.Second

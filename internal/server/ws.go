@@ -126,7 +126,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, echo bool) {
 	// The connection's context carries the token's claims, and nothing
 	// of the request, which the connection outlives.
 	ctx := context.WithValue(context.Background(), claimsKey{}, r.Context().Value(claimsKey{}))
-	wc := &wsConn{s: s, sess: sess, echo: echo, ctx: ctx}
+	wc := &wsConn{s: s, sess: sess, echo: echo, ctx: ctx, laterAt: -1}
 	hj := &wsHijacker{ResponseWriter: w}
 	c, err := websocket.Accept(hj, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{wsSubprotocol},
@@ -165,8 +165,16 @@ type wsConn struct {
 
 	done func() // ends the beginStream registration; called by finish
 
-	w    *wsWriters // the server's writers, while the connection is live
-	slot int        // its ping slot, in [0, wsPingSlots)
+	w     *wsWriters    // the server's writers, while the connection is live
+	wrote atomic.Uint64 // the writers' period of the last write (see wsWriters)
+	// laterAt is wc's index in w.later while it is there (w.mu guards it);
+	// it may be stale otherwise, so expedite checks the entry.
+	laterAt int
+	// repliesIn counts replies queued (counted before they are), and
+	// repliesOut those written: while they differ a reply waits, and the
+	// connection is not held for coalescing.
+	repliesIn, repliesOut atomic.Uint64
+	slot                  int // its ping slot, in [0, wsPingSlots)
 
 	// writing is true while the connection is on a writer list or
 	// being drained (ws_write.go); the session's notify hook, or a due
@@ -228,10 +236,22 @@ func (wc *wsConn) readLoop() {
 	wc.sess.Close(code, reason)
 }
 
+// expedite writes what the connection holds without a coalescing delay:
+// after a reply has been queued.
+func (wc *wsConn) expedite() {
+	if wc.w != nil {
+		wc.w.expedite(wc)
+	}
+}
+
 // notify is the session's hook: it runs with the session locked.
 func (wc *wsConn) notify() {
 	if wc.writing.CompareAndSwap(false, true) {
 		wc.schedule()
+		return
+	}
+	if wc.w != nil && wc.closing() {
+		wc.w.expedite(wc) // a close frame is not held for coalescing
 	}
 }
 
@@ -457,12 +477,16 @@ func (wc *wsConn) handle(typ websocket.MessageType, b []byte, code msg.CloseCode
 			out := make([]byte, 1+len(b))
 			out[0] = byte(typ)
 			copy(out[1:], b)
+			wc.repliesIn.Add(1)
 			if wc.sess.Send(out) != nil {
 				return msg.CloseNormal, "" // closed already; its code stands
 			}
+			wc.expedite()
 			return 0, ""
 		}
-		return wc.serve(b)
+		code, reason := wc.serve(b)
+		wc.expedite()
+		return code, reason
 	}
 }
 
@@ -553,6 +577,9 @@ func (wc *wsConn) serve(b []byte) (msg.CloseCode, string) {
 	if err != nil {
 		reply = wsError(cmd.ID, err)
 	}
+	if reply != nil {
+		wc.repliesIn.Add(1)
+	}
 	if reply != nil && wc.sess.Send(reply) != nil {
 		// The session closed (its first code stands): stop reading.
 		return msg.CloseNormal, ""
@@ -572,6 +599,7 @@ func (wc *wsConn) run1(ctx context.Context, cmd wsCommand) ([]byte, error) {
 			return nil, err
 		}
 		opts := hub.SubscribeOptions{Ack: func(r hub.SubscribeResult) []byte {
+			wc.repliesIn.Add(1) // queued next, ahead of the replay
 			return wsPosition(cmd.ID, r.Channel, r.Epoch, r.Offset, 0, false)
 		}}
 		if cmd.Offset != nil {

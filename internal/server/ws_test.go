@@ -537,6 +537,9 @@ func TestWSSlowConsumer(t *testing.T) {
 	h := hubtest.Start(t, &hubtest.Options{
 		Hub:    hub.Config{QueueMessages: 64},
 		Memory: memory.Config{HistorySize: 2000},
+		// The publisher waits for the fast subscriber after each message:
+		// without write coalescing, so that waits for no timer.
+		Server: server.Config{WSWriteDelay: -1},
 	})
 	fast := wsDial(t, h, "/v1/ws")
 	slow := wsDial(t, h, "/v1/ws")

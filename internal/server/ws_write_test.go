@@ -21,7 +21,7 @@ import (
 // library nobody here wrote, intact and in order — with and without a
 // write delay, which batches them into shared writes.
 func TestWSFrameLengths(t *testing.T) {
-	for _, delay := range []time.Duration{0, 20 * time.Millisecond} {
+	for _, delay := range []time.Duration{-1, 20 * time.Millisecond} {
 		t.Run(fmt.Sprintf("delay=%v", delay), func(t *testing.T) {
 			hubtest.CheckLeaks(t)
 			h := hubtest.Start(t, &hubtest.Options{
@@ -75,4 +75,87 @@ func TestWSEchoFrameLengths(t *testing.T) {
 		}
 	}
 	c.Close(websocket.StatusNormalClosure, "")
+}
+
+// Write coalescing holds messages for a connection already written to in
+// the current period, and never holds a reply: with a period of an hour,
+// a held message comes only with the next reply, in order, and every
+// publish on the connection is acknowledged at once.
+func TestWSWriteCoalescing(t *testing.T) {
+	hubtest.CheckLeaks(t)
+	h := hubtest.Start(t, &hubtest.Options{Server: server.Config{WSWriteDelay: time.Hour}})
+	c := wsDial(t, h, "/v1/ws")
+	frames := make(chan wsFrame, 256)
+	go func() {
+		defer close(frames)
+		for {
+			f, err := wsReadE(c)
+			if err != nil {
+				return
+			}
+			frames <- f
+		}
+	}()
+	next := func() wsFrame {
+		t.Helper()
+		select {
+		case f, ok := <-frames:
+			if !ok {
+				t.Fatal("connection ended")
+			}
+			return f
+		case <-time.After(10 * time.Second):
+			t.Fatal("no frame within 10s: a reply was held")
+		}
+		return wsFrame{}
+	}
+	wsSend(t, c, `{"id":1,"type":"subscribe","channel":"co"}`)
+	if f := next(); f.Type != "ok" {
+		t.Fatalf("subscribe reply %+v", f)
+	}
+	// Written to this period (the reply): the messages wait.
+	wsPublishREST(t, h, "co", `1`)
+	wsPublishREST(t, h, "co", `2`)
+	select {
+	case f := <-frames:
+		t.Fatalf("a message was not held: %+v", f)
+	case <-time.After(300 * time.Millisecond):
+	}
+	// A reply is written at once, after what was held.
+	wsSend(t, c, `{"id":"p","type":"ping"}`)
+	for i, want := range []string{"message", "message", "pong"} {
+		if f := next(); f.Type != want || (want == "message" && f.Offset != uint64(i+1)) {
+			t.Fatalf("frame %d: %+v, want a %s", i, f, want)
+		}
+	}
+	// Publishing on the connection: each acknowledgement comes at once,
+	// the held messages with it.
+	for i := 3; i <= 52; i++ {
+		wsSend(t, c, fmt.Sprintf(`{"id":%d,"type":"publish","channel":"co","data":%d}`, i, i))
+		for {
+			f := next()
+			if f.Type == "message" {
+				continue
+			}
+			if f.Type != "ok" || f.id() != fmt.Sprint(i) || f.Offset != uint64(i) {
+				t.Fatalf("publish %d reply %+v", i, f)
+			}
+			break
+		}
+	}
+	// A message held, then shutdown: the close frame comes at once, not
+	// at the period's end. (A closing session drops what it still queues:
+	// the client resumes from its cursor, as after any close.)
+	wsPublishREST(t, h, "co", `53`)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		h.Stop(t)
+	}()
+	for f := range frames {
+		if f.Type != "message" || f.Offset != 53 {
+			t.Fatalf("after shutdown: %+v", f)
+		}
+	}
+	<-stopped
 }
