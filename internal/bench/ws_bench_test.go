@@ -108,7 +108,7 @@ func BenchmarkWSFanout(b *testing.B) {
 // of the CPU target, with the hub's --ws-write-delay at 0 and above: the
 // delay lets messages share a write(2), trading latency for CPU.
 func BenchmarkWSFanoutWriteDelay(b *testing.B) {
-	for _, delay := range []time.Duration{0, 10 * time.Millisecond, 25 * time.Millisecond, 40 * time.Millisecond} {
+	for _, delay := range []time.Duration{0, 25 * time.Millisecond, 30 * time.Millisecond} {
 		b.Run(fmt.Sprintf("delay=%v", delay), func(b *testing.B) {
 			url := startHubProcess(b, "--publish-rate", "-1", "--ws-write-delay", delay.String())
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

@@ -42,7 +42,7 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 		queueBytes     = fs.Int("queue-bytes", 16<<20, "outbound queue per connection, in bytes")
 		maxConns       = fs.Int("max-connections", 20000, "connections served at once")
 		maxWebSockets  = fs.Int("max-websockets", 0, "WebSocket connections open at once; further upgrades get 503 (0: 90% of --max-connections)")
-		wsWriteDelay   = fs.Duration("ws-write-delay", 25*time.Millisecond, "coalesce writes to a WebSocket connection that receives faster than one write per this period, holding its messages up to this long (0: write at once)")
+		wsWriteDelay   = fs.Duration("ws-write-delay", 30*time.Millisecond, "coalesce writes to a WebSocket connection that receives faster than one write per this period, holding its messages up to this long (0: write at once)")
 		sseRetry       = fs.Duration("sse-retry", time.Second, "reconnect delay told to SSE clients (retry:)")
 		publishRate    = fs.Float64("publish-rate", 1000, "publishes per second per WebSocket connection")
 		headerTimeout  = fs.Duration("header-timeout", 10*time.Second, "time to read a request's headers")

@@ -66,7 +66,7 @@ type Config struct {
 	// written to in the current period of this length waits for the
 	// period's end, so what arrives meanwhile shares one write. Messages
 	// are held at most this long, and only on connections receiving more
-	// than one write's worth per period. Zero means 25ms; negative writes
+	// than one write's worth per period. Zero means 30ms; negative writes
 	// at once.
 	WSWriteDelay time.Duration
 	// SSERetry is the reconnect delay SSE clients are told. Zero means 1s.
@@ -106,7 +106,7 @@ func (c Config) withDefaults() Config {
 		c.Heartbeat = 15 * time.Second
 	}
 	if c.WSWriteDelay == 0 {
-		c.WSWriteDelay = 25 * time.Millisecond
+		c.WSWriteDelay = 30 * time.Millisecond
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = 25 * time.Second
