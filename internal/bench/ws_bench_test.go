@@ -105,12 +105,12 @@ func BenchmarkWSFanout(b *testing.B) {
 }
 
 // BenchmarkWSFanoutWriteDelay: 1,000 subscribers at 100 msg/s, the point
-// of the CPU target, with the hub's --ws-write-delay at 0 and above: the
+// of the CPU target, with the hub's --write-delay at 0 and above: the
 // delay lets messages share a write(2), trading latency for CPU.
 func BenchmarkWSFanoutWriteDelay(b *testing.B) {
 	for _, delay := range []time.Duration{0, 25 * time.Millisecond, 30 * time.Millisecond} {
 		b.Run(fmt.Sprintf("delay=%v", delay), func(b *testing.B) {
-			url := startHubProcess(b, "--publish-rate", "-1", "--ws-write-delay", delay.String())
+			url := startHubProcess(b, "--publish-rate", "-1", "--write-delay", delay.String())
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
 			res, err := RunWSFanout(ctx, FanoutConfig{URL: url, Channel: "delay", Subscribers: 1000, Rate: 100})

@@ -42,7 +42,7 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 		queueBytes     = fs.Int("queue-bytes", 16<<20, "outbound queue per connection, in bytes")
 		maxConns       = fs.Int("max-connections", 20000, "connections served at once")
 		maxWebSockets  = fs.Int("max-websockets", 0, "WebSocket connections open at once; further upgrades get 503 (0: 90% of --max-connections)")
-		wsWriteDelay   = fs.Duration("ws-write-delay", 30*time.Millisecond, "coalesce writes to a WebSocket connection that receives faster than one write per this period, holding its messages up to this long (0: write at once)")
+		writeDelay     = fs.Duration("write-delay", 30*time.Millisecond, "coalesce writes to a WebSocket, SSE or NDJSON connection that receives faster than one write per this period, holding its messages up to this long (0: write at once)")
 		sseRetry       = fs.Duration("sse-retry", time.Second, "reconnect delay told to SSE clients (retry:)")
 		publishRate    = fs.Float64("publish-rate", 1000, "publishes per second per WebSocket connection")
 		headerTimeout  = fs.Duration("header-timeout", 10*time.Second, "time to read a request's headers")
@@ -100,7 +100,7 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 		Heartbeat: *heartbeat, PingInterval: *pingInterval, PollTimeout: *pollTimeout,
 		PollMaxTimeout: *pollMax, PublishRate: *publishRate, Web: web.Handler(),
 		JWTSecret:     []byte(*jwtSecret),
-		MaxWebSockets: *maxWebSockets, SSERetry: *sseRetry, WSWriteDelay: writeDelay(*wsWriteDelay),
+		MaxWebSockets: *maxWebSockets, SSERetry: *sseRetry, WriteDelay: delayOrOff(*writeDelay),
 	})
 	if err != nil {
 		return err
@@ -147,9 +147,9 @@ func isLoopbackAddr(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// writeDelay maps --ws-write-delay (0: off) to server.Config's (0: the
+// delayOrOff maps --write-delay (0: off) to server.Config's (0: the
 // default, negative: off).
-func writeDelay(d time.Duration) time.Duration {
+func delayOrOff(d time.Duration) time.Duration {
 	if d <= 0 {
 		return -1
 	}

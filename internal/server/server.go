@@ -62,13 +62,15 @@ type Config struct {
 	// MaxConnections, so WebSockets never take every connection slot from
 	// request/response traffic; negative, no bound.
 	MaxWebSockets int
-	// WSWriteDelay coalesces writes: a WebSocket connection already
-	// written to in the current period of this length waits for the
-	// period's end, so what arrives meanwhile shares one write. Messages
-	// are held at most this long, and only on connections receiving more
-	// than one write's worth per period. Zero means 30ms; negative writes
-	// at once.
-	WSWriteDelay time.Duration
+	// WriteDelay coalesces writes on WebSocket, SSE and NDJSON
+	// connections: one that has been written to within the last
+	// WriteDelay (WebSocket: in the current period of that length) waits
+	// until it has passed, so what arrives meanwhile shares one write.
+	// Messages are held at most this long, and only on connections
+	// receiving more than one write's worth per period; WebSocket replies
+	// and close frames are never held. Zero means 30ms; negative writes at
+	// once.
+	WriteDelay time.Duration
 	// SSERetry is the reconnect delay SSE clients are told. Zero means 1s.
 	SSERetry time.Duration
 
@@ -105,8 +107,8 @@ func (c Config) withDefaults() Config {
 	if c.Heartbeat <= 0 {
 		c.Heartbeat = 15 * time.Second
 	}
-	if c.WSWriteDelay == 0 {
-		c.WSWriteDelay = 30 * time.Millisecond
+	if c.WriteDelay == 0 {
+		c.WriteDelay = 30 * time.Millisecond
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = 25 * time.Second

@@ -70,6 +70,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, req subRequ
 	streamHeaders(w.Header(), contentType)
 	c := &streamConn{
 		timeout: s.cfg.WriteTimeout,
+		delay:   max(s.cfg.WriteDelay, 0),
 		names:   slices.Sorted(maps.Keys(cur)),
 		cur:     cur,
 		f:       f,
@@ -109,6 +110,7 @@ type sink interface {
 type streamConn struct {
 	sink    sink
 	timeout time.Duration
+	delay   time.Duration // Config.WriteDelay; 0: none
 	names   []string
 	cur     msg.Cursor
 	f       framer
@@ -130,11 +132,37 @@ func (c *streamConn) run(gone <-chan struct{}, sess *hub.Session, heartbeat time
 	if err := c.write(c.f.start(c.buf[:0], c.cur, c.names)); err != nil {
 		return err
 	}
+	var hold *time.Timer // for coalescing; made when first needed
+	var last time.Time   // of the last write of messages
+	defer func() {
+		if hold != nil {
+			hold.Stop()
+		}
+	}()
 	timer := time.NewTimer(heartbeat)
 	defer timer.Stop()
 	for {
 		select {
 		case <-sess.Ready():
+			// Coalescing (Config.WriteDelay): a stream written to less
+			// than the delay ago waits for the rest of it, so what comes
+			// meanwhile shares the next write. A closing session or a
+			// client gone does not wait.
+			if wait := c.delay - time.Since(last); c.delay > 0 && wait > 0 {
+				if hold == nil {
+					hold = time.NewTimer(wait)
+				} else {
+					hold.Reset(wait)
+				}
+				select {
+				case <-hold.C:
+				case <-sess.Done():
+					hold.Stop()
+				case <-gone:
+					hold.Stop()
+					return errClientGone
+				}
+			}
 			items, err := sess.TryNext()
 			if err != nil {
 				return err
@@ -161,6 +189,9 @@ func (c *streamConn) run(gone <-chan struct{}, sess *hub.Session, heartbeat time
 			}
 			if err := c.write(b); err != nil {
 				return err
+			}
+			if c.delay > 0 {
+				last = time.Now()
 			}
 			timer.Reset(heartbeat)
 		case <-timer.C:

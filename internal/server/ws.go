@@ -284,7 +284,7 @@ func (st *wsState) add(wc *wsConn) bool {
 	st.slot = (st.slot + 1) % wsPingSlots
 	if st.writers == nil {
 		if end, ok := wc.s.beginStream(); ok {
-			st.writers = startWSWriters(wc.s.cfg.WSWriteDelay, end)
+			st.writers = startWSWriters(wc.s.cfg.WriteDelay, end)
 		}
 	}
 	wc.w = st.writers

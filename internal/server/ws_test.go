@@ -539,7 +539,7 @@ func TestWSSlowConsumer(t *testing.T) {
 		Memory: memory.Config{HistorySize: 2000},
 		// The publisher waits for the fast subscriber after each message:
 		// without write coalescing, so that waits for no timer.
-		Server: server.Config{WSWriteDelay: -1},
+		Server: server.Config{WriteDelay: -1},
 	})
 	fast := wsDial(t, h, "/v1/ws")
 	slow := wsDial(t, h, "/v1/ws")

@@ -27,7 +27,7 @@ import (
 // writes the rest under the write timeout and then carries on until the
 // session is empty.
 //
-// Write coalescing (--ws-write-delay D, in the spirit of Nagle's
+// Write coalescing (--write-delay D, in the spirit of Nagle's
 // algorithm): time is cut into periods of D, which the writers' one timer
 // ends and which run only while something is being written. A connection
 // written to in the current period that has something new waits on the

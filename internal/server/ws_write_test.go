@@ -26,7 +26,7 @@ func TestWSFrameLengths(t *testing.T) {
 			hubtest.CheckLeaks(t)
 			h := hubtest.Start(t, &hubtest.Options{
 				Hub:    hub.Config{MaxMessage: 300 << 10},
-				Server: server.Config{WSWriteDelay: delay},
+				Server: server.Config{WriteDelay: delay},
 			})
 			c := wsDial(t, h, "/v1/ws")
 			wsSend(t, c, `{"id":1,"type":"subscribe","channel":"big"}`)
@@ -83,7 +83,7 @@ func TestWSEchoFrameLengths(t *testing.T) {
 // publish on the connection is acknowledged at once.
 func TestWSWriteCoalescing(t *testing.T) {
 	hubtest.CheckLeaks(t)
-	h := hubtest.Start(t, &hubtest.Options{Server: server.Config{WSWriteDelay: time.Hour}})
+	h := hubtest.Start(t, &hubtest.Options{Server: server.Config{WriteDelay: time.Hour}})
 	c := wsDial(t, h, "/v1/ws")
 	frames := make(chan wsFrame, 256)
 	go func() {
