@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/duplexhq/duplex/internal/hub"
@@ -170,7 +171,7 @@ func (c *streamConn) run(gone <-chan struct{}, sess *hub.Session, heartbeat time
 			if len(items) == 0 {
 				continue
 			}
-			b := c.buf[:0]
+			b := c.batch()
 			for _, it := range items {
 				if it.Pub == nil && it.Gap == nil {
 					continue // no transport frames of its own on these streams
@@ -184,7 +185,7 @@ func (c *streamConn) run(gone <-chan struct{}, sess *hub.Session, heartbeat time
 					if err := c.write(b); err != nil {
 						return err
 					}
-					b = c.buf[:0]
+					b = c.batch()
 				}
 			}
 			if err := c.write(b); err != nil {
@@ -205,18 +206,49 @@ func (c *streamConn) run(gone <-chan struct{}, sess *hub.Session, heartbeat time
 	}
 }
 
+// batch returns an empty buffer for the next batch: the stream's own, or
+// a pooled one while the stream keeps none (after a large batch).
+func (c *streamConn) batch() []byte {
+	if c.buf != nil {
+		return c.buf[:0]
+	}
+	return getStreamBuf()
+}
+
 // write writes b through the sink, keeping b's array for the next batch
-// unless it grew large.
+// unless it grew large (then it goes back to the pool).
 func (c *streamConn) write(b []byte) error {
+	var err error
+	if len(b) > 0 {
+		err = c.sink.write(b)
+	}
 	if cap(b) <= maxKeptBuf {
 		c.buf = b[:0]
 	} else {
+		putStreamBuf(b)
 		c.buf = nil
 	}
-	if len(b) == 0 {
-		return nil
+	return err
+}
+
+// streamBufPool holds the buffers of batches larger than a stream keeps:
+// a busy stream (a fast channel, coalesced writes) takes one per write
+// instead of allocating it.
+var streamBufPool sync.Pool
+
+func getStreamBuf() []byte {
+	if p, ok := streamBufPool.Get().(*[]byte); ok {
+		return (*p)[:0]
 	}
-	return c.sink.write(b)
+	return make([]byte, 0, 16<<10)
+}
+
+func putStreamBuf(b []byte) {
+	if cap(b) > 8*maxWrite {
+		return // a replay's: let it go
+	}
+	b = b[:0]
+	streamBufPool.Put(&b)
 }
 
 // responseSink streams through an http.ResponseWriter.
@@ -285,7 +317,11 @@ func (h *hijackedStream) watch(gone, done chan<- struct{}) {
 func (h *hijackedStream) write(b []byte) error {
 	// One buffer, one write(2): cheaper than writev for these small
 	// frames. The copy is small next to the system call.
-	out := append(h.out[:0], h.head...)
+	out := h.out
+	if out == nil {
+		out = getStreamBuf()
+	}
+	out = append(out[:0], h.head...)
 	h.head = nil
 	if h.chunked {
 		out = strconv.AppendInt(out, int64(len(b)), 16)
@@ -295,11 +331,14 @@ func (h *hijackedStream) write(b []byte) error {
 	} else {
 		out = append(out, b...)
 	}
-	if cap(out) <= maxKeptBuf {
-		h.out = out[:0]
-	} else {
-		h.out = nil
-	}
+	defer func() {
+		if cap(out) <= maxKeptBuf {
+			h.out = out[:0]
+		} else {
+			putStreamBuf(out)
+			h.out = nil
+		}
+	}()
 	if err := h.conn.SetWriteDeadline(time.Now().Add(h.timeout)); err != nil {
 		return err
 	}
