@@ -32,6 +32,11 @@ type FanoutConfig struct {
 	Size int
 	// DialParallel bounds the connections opened at once. Zero means 50.
 	DialParallel int
+	// PublishHTTP makes RunWSFanout publish with POSTs, as RunStreamFanout
+	// does, instead of over a WebSocket of its own: for comparing
+	// transports on the same publishing cost, which at low fan-out is a
+	// good part of the hub's CPU per delivery.
+	PublishHTTP bool
 }
 
 func (c FanoutConfig) withDefaults(transport string) FanoutConfig {
