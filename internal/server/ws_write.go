@@ -27,20 +27,22 @@ import (
 // writes the rest under the write timeout and then carries on until the
 // session is empty.
 //
-// Write coalescing (--write-delay D, in the spirit of Nagle's
-// algorithm): time is cut into periods of D, which the writers' one timer
-// ends and which run only while something is being written. A connection
-// written to in the current period that has something new waits on the
-// later list until the period ends, so what arrives meanwhile shares one
-// write; any other connection is written at once. A connection receiving
-// now and then never waits; one receiving faster than one write per D gets
-// one write per period, its messages held at most D. Close frames and replies to the
-// connection's own commands are never held: the reader expedites the
-// connection once it has queued one, so a client waiting for an
-// acknowledgement waits for no timer (Nagle's algorithm with delayed ACKs
-// is the cautionary tale). At 100 messages per
-// second to each of 1,000 connections, one write(2) per message costs more
-// hub CPU than all the rest of the hub's work (docs/benchmarks.md).
+// Write coalescing (--write-delay D, in the spirit of Nagle's algorithm):
+// time is cut into periods of D, which the writers' one timer ends and
+// which run only while something is being written. A connection written to
+// in the current period that has something new waits on the later list
+// until the period ends, so what arrives meanwhile shares one write; any
+// other connection is written at once. A connection receiving now and then
+// never waits; one receiving faster than one write per D gets one write
+// per period, its messages held at most D. Close frames and replies to the
+// connection's own commands are never held: a connection with a reply
+// queued and not yet written is not put on the later list, and the reader
+// expedites it off the list once it has queued one, so a client waiting
+// for an acknowledgement waits for no timer (Nagle's algorithm with
+// delayed ACKs is the cautionary tale). At 100 messages per second to each
+// of 1,000 connections, one write(2) per message costs more hub CPU than
+// all the rest of the hub's work (docs/architecture.md, "CPU per
+// delivery").
 
 // wsWriters are a server's writer goroutines and their lists. They run
 // while WebSocket connections are open (see wsState.add and remove).
@@ -99,7 +101,7 @@ func (w *wsWriters) schedule(wc *wsConn) {
 	// Under mu, the period cannot end between the check and the append:
 	// wc on later is moved by the end of this very period, whose timer
 	// is armed (or about to be, by the write that set wrote).
-	if w.delay > 0 && wc.wrote.Load() == w.period.Load() && wc.repliesOut.Load() == wc.repliesIn.Load() && !wc.closing() {
+	if w.delay > 0 && wc.wrote.Load() == w.period.Load() && !wc.urgent() {
 		wc.laterAt = len(w.later)
 		w.later = append(w.later, wc)
 		w.mu.Unlock()
@@ -110,8 +112,13 @@ func (w *wsWriters) schedule(wc *wsConn) {
 	w.signal()
 }
 
-// closing reports whether wc's session has closed: its close frame is
-// not held.
+// urgent reports whether wc has something that is never held: a reply not
+// yet written, or (its session closed) the close frame.
+func (wc *wsConn) urgent() bool {
+	return wc.repliesOut.Load() != wc.repliesIn.Load() || wc.closing()
+}
+
+// closing reports whether wc's session has closed.
 func (wc *wsConn) closing() bool {
 	select {
 	case <-wc.sess.Done():
@@ -355,12 +362,9 @@ func (wc *wsConn) appendFrame(b []byte, it hub.Item) []byte {
 	return appendWSFrame(b, wsOpText, it.Raw)
 }
 
-// Data frame opcodes (RFC 6455 §5.2); the library's MessageText and
-// MessageBinary have the same values.
-const (
-	wsOpText   = 0x1
-	wsOpBinary = 0x2
-)
+// wsOpText is the text frame's opcode (RFC 6455 §5.2). Echo items carry
+// theirs: the library's MessageText and MessageBinary are the opcodes.
+const wsOpText = 0x1
 
 // appendWSFrame appends a final, unmasked (server-to-client) frame.
 func appendWSFrame(b []byte, op byte, p []byte) []byte {
