@@ -49,8 +49,9 @@ import (
 type wsWriters struct {
 	delay time.Duration
 
-	mu    sync.Mutex // guards ready, later, and the ends of periods
-	ready []*wsConn
+	mu    sync.Mutex // guards ready, head, later, and the ends of periods
+	ready []*wsConn // ready[head:] wait for a writer
+	head  int
 	later []*wsConn
 	// period counts coalescing periods; the timer ends one (and moves
 	// later to ready) D after the first write in it, and is armed while
@@ -197,16 +198,26 @@ func (w *wsWriters) run() {
 		}
 		for {
 			w.mu.Lock()
-			n := min(len(w.ready), wsWriteBatch)
-			batch = append(batch[:0], w.ready[:n]...)
-			k := copy(w.ready, w.ready[n:])
-			clear(w.ready[k:])
-			w.ready = w.ready[:k]
+			n := min(len(w.ready)-w.head, wsWriteBatch)
+			batch = append(batch[:0], w.ready[w.head:w.head+n]...)
+			clear(w.ready[w.head : w.head+n])
+			w.head += n
+			more := w.head < len(w.ready)
+			switch {
+			case !more:
+				w.ready, w.head = w.ready[:0], 0
+			case w.head >= 1024 && w.head > len(w.ready)/2:
+				// A list never empty would grow for ever: move what is
+				// left to the front (amortised, as append's copies).
+				k := copy(w.ready, w.ready[w.head:])
+				clear(w.ready[k:])
+				w.ready, w.head = w.ready[:k], 0
+			}
 			w.mu.Unlock()
 			if n == 0 {
 				break
 			}
-			if k > 0 {
+			if more {
 				w.signal() // another writer may help
 			}
 			for _, wc := range batch {
