@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -158,4 +159,104 @@ func TestWSWriteCoalescing(t *testing.T) {
 		}
 	}
 	<-stopped
+}
+
+// Many connections through the shared writers at once, with a short
+// coalescing period so the ready and later lists, expediting and period
+// ends all interleave: each connection pings while it receives, a third of
+// them leave half-way, and every one that stays gets every message once,
+// in order, and every pong.
+func TestWSWritersConcurrent(t *testing.T) {
+	hubtest.CheckLeaks(t)
+	h := hubtest.Start(t, &hubtest.Options{Server: server.Config{WriteDelay: 3 * time.Millisecond}})
+	const conns, msgs, pings = 30, 300, 20
+	type result struct {
+		i      int
+		got    int
+		pongs  int
+		err    error
+		leaver bool
+	}
+	results := make(chan result, conns)
+	subscribed := make(chan struct{}, conns)
+	for i := range conns {
+		c := wsDial(t, h, "/v1/ws")
+		go func() {
+			r := result{i: i, leaver: i%3 == 0}
+			defer func() { results <- r }()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if err := c.Write(ctx, websocket.MessageText, []byte(`{"id":0,"type":"subscribe","channel":"many"}`)); err != nil {
+				r.err = err
+				return
+			}
+			sentPings := 0
+			for r.got < msgs || r.pongs < pings {
+				_, b, err := c.Read(ctx)
+				if err != nil {
+					r.err = err
+					return
+				}
+				var f wsFrame
+				if err := json.Unmarshal(b, &f); err != nil {
+					r.err = err
+					return
+				}
+				switch f.Type {
+				case "ok":
+					subscribed <- struct{}{}
+				case "message":
+					r.got++
+					if f.Offset != uint64(r.got) {
+						r.err = fmt.Errorf("offset %d, want %d", f.Offset, r.got)
+						return
+					}
+				case "pong":
+					r.pongs++
+				default:
+					r.err = fmt.Errorf("frame %s", b)
+					return
+				}
+				// A ping after every 15th message, while messages flow.
+				if f.Type == "message" && r.got%15 == 0 && sentPings < pings {
+					sentPings++
+					if err := c.Write(ctx, websocket.MessageText, fmt.Appendf(nil, `{"id":%d,"type":"ping"}`, sentPings)); err != nil {
+						r.err = err
+						return
+					}
+				}
+				if r.leaver && r.got == msgs/2 {
+					c.CloseNow()
+					return
+				}
+			}
+			c.Close(websocket.StatusNormalClosure, "")
+		}()
+	}
+	for range conns {
+		<-subscribed
+	}
+	var wg sync.WaitGroup
+	for p := range 3 { // three publishers at once
+		wg.Go(func() {
+			for n := p; n < msgs; n += 3 {
+				if _, err := h.Hub.Publish(context.Background(), "many", fmt.Append(nil, n)); err != nil {
+					t.Errorf("publish: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for range conns {
+		r := <-results
+		switch {
+		case r.leaver:
+			if r.got != msgs/2 {
+				t.Errorf("leaver %d: %d messages before leaving (%v)", r.i, r.got, r.err)
+			}
+		case r.err != nil || r.got != msgs || r.pongs != pings:
+			t.Errorf("connection %d: %d messages, %d pongs: %v", r.i, r.got, r.pongs, r.err)
+		}
+	}
 }
