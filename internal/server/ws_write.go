@@ -50,7 +50,7 @@ type wsWriters struct {
 	delay time.Duration
 
 	mu    sync.Mutex // guards ready, head, later, and the ends of periods
-	ready []*wsConn // ready[head:] wait for a writer
+	ready []*wsConn  // ready[head:] wait for a writer
 	head  int
 	later []*wsConn
 	// period counts coalescing periods; the timer ends one (and moves
