@@ -146,3 +146,49 @@ func TestBenchUsageAndBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchFanout runs `duplex bench fanout` over every transport against
+// a real hub, small and short, and checks that each delivered everything
+// to every reader; then the table, and bad flags.
+func TestBenchFanout(t *testing.T) {
+	h := hubtest.Start(t, nil)
+	code, out, msg := benchMain(t, context.Background(), "bench", "fanout", "--url", h.URL,
+		"--subscribers", "3", "--rate", "40", "--duration", "500ms", "--warmup", "100ms", "--json")
+	if code != 0 {
+		t.Fatalf("bench fanout exited %d: %s", code, msg)
+	}
+	var res []bench.FanoutResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	if len(res) != 4 {
+		t.Fatalf("%d results, want 4:\n%s", len(res), out)
+	}
+	for i, want := range []string{"ws", "sse", "stream", "poll"} {
+		r := res[i]
+		if r.Transport != want || r.Subscribers != 3 || r.Published == 0 || r.Delivered != r.Expected || r.Expected != 3*r.Published || r.Latency.Count == 0 {
+			t.Errorf("result %d: %+v; want %s, 3 readers, everything delivered", i, r, want)
+		}
+	}
+
+	code, out, msg = benchMain(t, context.Background(), "bench", "fanout", "--url", h.URL, "--transports", "sse",
+		"--subscribers", "2", "--rate", "20", "--duration", "300ms", "--warmup", "0s")
+	if code != 0 || !strings.Contains(out, "delivered/s") || !strings.Contains(out, "sse") || strings.Contains(out, "ws ") {
+		t.Errorf("bench fanout (table) exited %d:\n%s\n%s", code, out, msg)
+	}
+
+	for _, args := range [][]string{
+		{"--transports", "carrier-pigeon"},
+		{"--transports", ","},
+		{"--subscribers", "0"},
+		{"--subscribers", "10001"},
+		{"--rate", "0"},
+		{"--duration", "0s"},
+		{"--size", "10"},
+	} {
+		code, _, msg := benchMain(t, context.Background(), append([]string{"bench", "fanout", "--url", h.URL}, args...)...)
+		if code == 0 || msg == "" {
+			t.Errorf("bench fanout %v: exit %d, %q; want a refusal", args, code, msg)
+		}
+	}
+}
