@@ -10,6 +10,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/duplexhq/duplex/internal/hub"
 	"github.com/duplexhq/duplex/msg"
 )
 
@@ -103,11 +104,30 @@ func (s *Server) parseToken(raw string) (*Claims, error) {
 	}
 	c := &Claims{}
 	_, err := jwt.ParseWithClaims(raw, c, func(*jwt.Token) (any, error) { return s.cfg.JWTSecret, nil },
-		jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(5*time.Second))
+		jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(tokenLeeway))
 	if err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// tokenLeeway is how long past its exp a token still counts, for clocks
+// that differ a little.
+const tokenLeeway = 5 * time.Second
+
+// expireWith closes sess with 1008 (policy) when the token that opened it
+// (ctx's claims) expires, so a connection does not outlive its token. It
+// returns the watch's stop, to call when sess is released; without a token
+// it does nothing.
+func expireWith(ctx context.Context, sess *hub.Session) (stop func() bool) {
+	c, _ := ctx.Value(claimsKey{}).(*Claims)
+	if c == nil || c.ExpiresAt == nil {
+		return func() bool { return false }
+	}
+	t := time.AfterFunc(time.Until(c.ExpiresAt.Add(tokenLeeway)), func() {
+		sess.Close(msg.ClosePolicy, "token expired")
+	})
+	return t.Stop
 }
 
 // authorize returns a 403 error unless the request's token allows action on

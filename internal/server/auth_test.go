@@ -2,12 +2,14 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/duplexhq/duplex/internal/hubtest"
@@ -111,4 +113,70 @@ func TestClaimsAllows(t *testing.T) {
 			t.Errorf("Allows(%v, %q) = %v", tt.a, tt.ch, got)
 		}
 	}
+}
+
+// A connection does not outlive its token: when the token expires (past
+// the 5 s leeway), a WebSocket is closed with 1008 and an NDJSON stream
+// ends its body; one with a token still valid stays.
+func TestTokenExpiryEndsConnections(t *testing.T) {
+	hubtest.CheckLeaks(t)
+	const secret = "s3cret"
+	h := hubtest.Start(t, &hubtest.Options{Server: server.Config{JWTSecret: []byte(secret)}})
+	short := token(t, secret, time.Second, []string{"*"}, nil)
+	long := token(t, secret, time.Hour, []string{"*"}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	dial := func(tok string) *websocket.Conn {
+		c, _, err := websocket.Dial(ctx, "ws://"+h.Addr+"/v1/ws?token="+tok, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.CloseNow() })
+		if err := c.Write(ctx, websocket.MessageText, []byte(`{"id":1,"type":"subscribe","channel":"exp"}`)); err != nil {
+			t.Fatal(err)
+		}
+		if _, b, err := c.Read(ctx); err != nil || !strings.Contains(string(b), `"ok"`) {
+			t.Fatalf("subscribe: %s %v", b, err)
+		}
+		return c
+	}
+	wsShort, wsLong := dial(short), dial(long)
+
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.URL+"/v1/stream?channel=exp", nil)
+	req.Header.Set("Authorization", "Bearer "+short)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("stream: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	streamDone := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, resp.Body)
+		streamDone <- err
+	}()
+
+	// The short token's WebSocket: 1008, "token expired".
+	for {
+		_, _, err := wsShort.Read(ctx)
+		if err != nil {
+			var ce websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation || ce.Reason != "token expired" {
+				t.Fatalf("short-token WebSocket ended with %v, want 1008 token expired", err)
+			}
+			break
+		}
+	}
+	// The stream: a complete body (the chunked end), not a cut.
+	if err := <-streamDone; err != nil {
+		t.Fatalf("short-token stream ended with %v, want a clean end", err)
+	}
+	// The long token's connection still serves.
+	if err := wsLong.Write(ctx, websocket.MessageText, []byte(`{"id":2,"type":"ping"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, b, err := wsLong.Read(ctx); err != nil || !strings.Contains(string(b), `"pong"`) {
+		t.Fatalf("long-token WebSocket: %s %v", b, err)
+	}
+	wsLong.Close(websocket.StatusNormalClosure, "")
 }

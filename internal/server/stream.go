@@ -68,6 +68,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, req subRequ
 		writeError(w, err)
 		return
 	}
+	stopExpiry := expireWith(r.Context(), sess)
 	streamHeaders(w.Header(), contentType)
 	c := &streamConn{
 		timeout: s.cfg.WriteTimeout,
@@ -83,16 +84,18 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, req subRequ
 		hs := &hijackedStream{conn: conn, chunked: r.ProtoAtLeast(1, 1)}
 		hs.head = appendHead(nil, w.Header(), hs.chunked)
 		c.sink = hs
-		go hs.serve(c, sess, s.cfg.Heartbeat, end)
+		go hs.serve(c, sess, s.cfg.Heartbeat, func() { stopExpiry(); end() })
 		return
 	case !errors.Is(err, http.ErrNotSupported):
 		s.log.Warn("stream: hijack failed", "path", r.URL.Path, "err", err)
+		stopExpiry()
 		sess.Release()
 		end()
 		return
 	}
 	defer end()
 	defer sess.Release()
+	defer stopExpiry()
 	w.WriteHeader(http.StatusOK)
 	c.sink = &responseSink{w: w, rc: rc, timeout: s.cfg.WriteTimeout}
 	err = c.run(r.Context().Done(), sess, s.cfg.Heartbeat)

@@ -146,6 +146,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, echo bool) {
 		wc.bucket = tokenBucket{rate: rate, burst: max(rate, 1), tokens: max(rate, 1), last: time.Now()}
 	}
 	wc.done = done
+	wc.stopExpiry = expireWith(r.Context(), sess)
 	// The handler returns, so net/http lets go of the request, its
 	// buffers and its goroutine (with the stack it grew); the connection
 	// lives on in the goroutines it starts when it has work, and ends
@@ -163,7 +164,8 @@ type wsConn struct {
 	echo  bool
 	limit int64
 
-	done func() // ends the beginStream registration; called by finish
+	done       func()      // ends the beginStream registration; called by finish
+	stopExpiry func() bool // stops the token's expiry watch; called by finish
 
 	w     *wsWriters    // the server's writers, while the connection is live
 	wrote atomic.Uint64 // the writers' period of the last write (see wsWriters)
@@ -428,6 +430,7 @@ func (wc *wsConn) finish(err error) {
 	}
 	wc.readers.Wait()
 	wc.s.ws.remove(wc)
+	wc.stopExpiry()
 	wc.sess.Release()
 	wc.done()
 }
