@@ -1,8 +1,11 @@
 package bench
 
 import (
+	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
+	"text/tabwriter"
 	"time"
 )
 
@@ -157,4 +160,15 @@ func (f *fanoutTally) result(cfg FanoutConfig, readers int, published int64, hub
 		res.HubCPUPerMillion = hubCPU / float64(delivered) * 1e6
 	}
 	return res
+}
+
+// WriteFanoutTable prints fan-out results as a table, a row each.
+func WriteFanoutTable(w io.Writer, results []FanoutResult) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "transport\treaders\tmsg/s\tdelivered/s\tdelivered\tp50\tp99\tmax\thub CPU-s per 10⁶\t")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%d\t%g\t%.0f\t%d/%d\t%s\t%s\t%s\t%.2f\t\n", r.Transport, r.Subscribers, r.Rate, r.DeliveredRate,
+			r.Delivered, r.Expected, fmtMicros(r.Latency.P50), fmtMicros(r.Latency.P99), fmtMicros(r.Latency.Max), r.HubCPUPerMillion)
+	}
+	return tw.Flush()
 }

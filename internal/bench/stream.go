@@ -135,6 +135,21 @@ func RunStreamFanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error
 		})
 	}
 
+	published, cpu, err := postAndMeasure(ctx, cfg, tally, len(rs))
+	cancel()
+	closeStreams(rs)
+	readers.Wait()
+	if err != nil {
+		return FanoutResult{}, err
+	}
+	return tally.result(cfg, len(rs), published, cpu), nil
+}
+
+// postAndMeasure publishes cfg's workload by POST (a pacedPublisher), waits
+// for the readers' deliveries of the measured publications, and returns
+// how many were published in the measured window and the hub's CPU seconds
+// over it (from its /metrics).
+func postAndMeasure(ctx context.Context, cfg FanoutConfig, tally *fanoutTally, readers int) (published int64, cpu float64, err error) {
 	hc := &http.Client{Timeout: 10 * time.Second}
 	defer hc.CloseIdleConnections()
 	metricsURL := cfg.URL + "/metrics"
@@ -146,20 +161,15 @@ func RunStreamFanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error
 		return err
 	})
 	if err != nil {
-		return FanoutResult{}, err
+		return 0, 0, err
 	}
-	published := pub.published.Load()
-	tally.drain(published*int64(len(rs)), 10*time.Second)
+	published = pub.published.Load()
+	tally.drain(published*int64(readers), 10*time.Second)
 	m, err := scrapeMetrics(ctx, hc, metricsURL)
 	if err != nil {
-		return FanoutResult{}, err
+		return 0, 0, err
 	}
-	cpu := m["process_cpu_seconds_total"] - cpu0
-	cancel()
-	closeStreams(rs)
-	readers.Wait()
-
-	return tally.result(cfg, len(rs), published, cpu), nil
+	return published, m["process_cpu_seconds_total"] - cpu0, nil
 }
 
 // pacedPublisher POSTs stamped publications ({"t":<Unix ns>,"p":"x…"}) at

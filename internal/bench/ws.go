@@ -73,23 +73,7 @@ func RunWSFanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error) {
 	if cfg.PublishHTTP {
 		// Published as the stream benchmarks publish (POSTs), so that
 		// transports compare on the same publishing cost.
-		hc := &http.Client{Timeout: 10 * time.Second}
-		defer hc.CloseIdleConnections()
-		var cpu0 float64
-		pub := newPacedPublisher(cfg.URL, cfg.Channel, cfg.Size)
-		err := pub.run(ctx, cfg.Rate, cfg.Warmup, cfg.Duration, &tally.winStart, &tally.winEnd, func() error {
-			m, err := scrapeMetrics(ctx, hc, cfg.URL+"/metrics")
-			cpu0 = m["process_cpu_seconds_total"]
-			return err
-		})
-		if err != nil {
-			cancel()
-			readers.Wait()
-			return FanoutResult{}, err
-		}
-		published := pub.published.Load()
-		tally.drain(published*int64(cfg.Subscribers), 10*time.Second)
-		m, err := scrapeMetrics(ctx, hc, cfg.URL+"/metrics")
+		published, cpu, err := postAndMeasure(ctx, cfg, tally, len(subs))
 		cancel()
 		for _, s := range subs {
 			s.c.CloseNow()
@@ -98,7 +82,7 @@ func RunWSFanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error) {
 		if err != nil {
 			return FanoutResult{}, err
 		}
-		return tally.result(cfg, cfg.Subscribers, published, m["process_cpu_seconds_total"]-cpu0), nil
+		return tally.result(cfg, len(subs), published, cpu), nil
 	}
 
 	pub, _, err := websocket.Dial(ctx, wsURL, nil)

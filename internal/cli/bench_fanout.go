@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/duplexhq/duplex/internal/bench"
@@ -68,6 +67,7 @@ func runBenchFanout(ctx context.Context, stdio Stdio, args []string) error {
 	}
 	stamp := time.Now().UnixNano()
 	var results []bench.FanoutResult
+	var err error
 	for _, t := range list {
 		fmt.Fprintf(stdio.Err, "duplex bench: %s, %d readers, %g msg/s, %s (+%s warm-up)...\n", t, *readers, *rate, *duration, *warmup)
 		// A fresh channel per transport and run: no history to replay.
@@ -75,7 +75,6 @@ func runBenchFanout(ctx context.Context, stdio Stdio, args []string) error {
 		cfg := bench.FanoutConfig{URL: *url, Transport: t, Channel: channel, Subscribers: *readers, Rate: *rate,
 			Duration: *duration, Warmup: *warmup, Size: *size, PublishHTTP: true}
 		var res bench.FanoutResult
-		var err error
 		switch t {
 		case "ws":
 			res, err = bench.RunWSFanout(ctx, cfg)
@@ -98,15 +97,11 @@ func runBenchFanout(ctx context.Context, stdio Stdio, args []string) error {
 	if *asJSON {
 		enc := json.NewEncoder(stdio.Out)
 		enc.SetIndent("", "  ")
-		return enc.Encode(results)
+		err = enc.Encode(results)
+	} else {
+		err = bench.WriteFanoutTable(stdio.Out, results)
 	}
-	tw := tabwriter.NewWriter(stdio.Out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "transport\treaders\tmsg/s\tdelivered/s\tdelivered\tp50\tp99\tmax\thub CPU-s per 10⁶\t")
-	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%d\t%g\t%.0f\t%d/%d\t%s\t%s\t%s\t%.2f\t\n", r.Transport, r.Subscribers, r.Rate, r.DeliveredRate,
-			r.Delivered, r.Expected, fmtMs(r.Latency.P50), fmtMs(r.Latency.P99), fmtMs(r.Latency.Max), r.HubCPUPerMillion)
-	}
-	if err := tw.Flush(); err != nil {
+	if err != nil {
 		return err
 	}
 	for _, r := range results {
@@ -115,9 +110,4 @@ func runBenchFanout(ctx context.Context, stdio Stdio, args []string) error {
 		}
 	}
 	return nil
-}
-
-// fmtMs prints microseconds as milliseconds.
-func fmtMs(us float64) string {
-	return fmt.Sprintf("%.1f ms", us/1000)
 }
