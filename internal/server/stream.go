@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/duplexhq/duplex/internal/hub"
@@ -215,7 +214,7 @@ func (c *streamConn) batch() []byte {
 	if c.buf != nil {
 		return c.buf[:0]
 	}
-	return getStreamBuf()
+	return getBuf()
 }
 
 // write writes b through the sink, keeping b's array for the next batch
@@ -228,30 +227,10 @@ func (c *streamConn) write(b []byte) error {
 	if cap(b) <= maxKeptBuf {
 		c.buf = b[:0]
 	} else {
-		putStreamBuf(b)
+		putBuf(b)
 		c.buf = nil
 	}
 	return err
-}
-
-// streamBufPool holds the buffers of batches larger than a stream keeps:
-// a busy stream (a fast channel, coalesced writes) takes one per write
-// instead of allocating it.
-var streamBufPool sync.Pool
-
-func getStreamBuf() []byte {
-	if p, ok := streamBufPool.Get().(*[]byte); ok {
-		return (*p)[:0]
-	}
-	return make([]byte, 0, 16<<10)
-}
-
-func putStreamBuf(b []byte) {
-	if cap(b) > 8*maxWrite {
-		return // a replay's: let it go
-	}
-	b = b[:0]
-	streamBufPool.Put(&b)
 }
 
 // responseSink streams through an http.ResponseWriter.
@@ -322,7 +301,7 @@ func (h *hijackedStream) write(b []byte) error {
 	// frames. The copy is small next to the system call.
 	out := h.out
 	if out == nil {
-		out = getStreamBuf()
+		out = getBuf()
 	}
 	out = append(out[:0], h.head...)
 	h.head = nil
@@ -338,7 +317,7 @@ func (h *hijackedStream) write(b []byte) error {
 		if cap(out) <= maxKeptBuf {
 			h.out = out[:0]
 		} else {
-			putStreamBuf(out)
+			putBuf(out)
 			h.out = nil
 		}
 	}()

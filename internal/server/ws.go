@@ -266,9 +266,9 @@ func (wc *wsConn) schedule() {
 	// No writers: the server is shutting down. A goroutine drains
 	// what is left and finishes the connection.
 	go func() {
-		bp := wsBufPool.Get().(*[]byte)
-		defer wsBufPool.Put(bp)
-		wc.drain(bp, true)
+		b := getBuf()
+		defer func() { putBuf(b) }()
+		wc.drain(&b, true)
 	}()
 }
 

@@ -249,14 +249,7 @@ func (wc *wsConn) drain(buf *[]byte, blocking bool) {
 		}
 		ping := wc.pingDue.Swap(false)
 		if len(items) == 0 && !ping {
-			wc.writing.Store(false)
-			// Something queued (or a ping asked for) between TryNext and
-			// the store found writing set and scheduled nothing: take it
-			// on, unless another writer already has.
-			if wc.sess.QueueLen() == 0 && wc.sess.Err() == nil && !wc.pingDue.Load() {
-				return
-			}
-			if !wc.writing.CompareAndSwap(false, true) {
+			if !wc.release() {
 				return
 			}
 			continue
@@ -268,16 +261,25 @@ func (wc *wsConn) drain(buf *[]byte, blocking bool) {
 			// Coalescing: what came during this write waits for the
 			// period's end (unless a reply expedites it) rather than
 			// taking a write of its own now.
-			wc.writing.Store(false)
-			if wc.sess.QueueLen() == 0 && wc.sess.Err() == nil && !wc.pingDue.Load() {
-				return
-			}
-			if wc.writing.CompareAndSwap(false, true) {
+			if wc.release() {
 				wc.w.schedule(wc)
 			}
 			return
 		}
 	}
+}
+
+// release gives up the connection's write side (writing). Something
+// queued, a close or a ping asked for between the last TryNext and the
+// release found writing set and scheduled nothing: release then takes the
+// write side back, unless another writer already has, and reports true —
+// the caller must see to it.
+func (wc *wsConn) release() bool {
+	wc.writing.Store(false)
+	if wc.sess.QueueLen() == 0 && wc.sess.Err() == nil && !wc.pingDue.Load() {
+		return false
+	}
+	return wc.writing.CompareAndSwap(false, true)
 }
 
 // writeItems frames items (after a ping, if ping) and writes them, at most
@@ -324,19 +326,12 @@ func (wc *wsConn) drainBlocking(rest []byte, items []hub.Item) {
 		wc.writeFailed(err, true)
 		return
 	}
-	bp := wsBufPool.Get().(*[]byte)
-	defer func() {
-		if cap(*bp) <= 4*wsMaxCork {
-			*bp = (*bp)[:0]
-			wsBufPool.Put(bp)
-		}
-	}()
-	if wc.writeItems(bp, false, items, true) {
-		wc.drain(bp, true)
+	b := getBuf()
+	defer func() { putBuf(b) }()
+	if wc.writeItems(&b, false, items, true) {
+		wc.drain(&b, true)
 	}
 }
-
-var wsBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
 // wsMaxCork is the most one write carries (unless one frame is larger), so
 // a batch costs bounded memory whatever is queued.
