@@ -302,14 +302,11 @@ type StreamIdleConfig struct {
 }
 
 // StreamIdleResult is the hub's memory before and with the idle streams,
-// from its /metrics; the per-stream figures are the differences over
-// Conns, in KiB (goroutines: a count).
+// from its /metrics, and the differences per stream.
 type StreamIdleResult struct {
-	Transport                                          string
-	Conns                                              int
-	Before, With                                       StreamMemory
-	RSSPerConn, HeapPerConn, LivePerConn, StackPerConn float64
-	GoroutinesPerConn                                  float64
+	Transport string
+	Conns     int
+	IdleMemory
 }
 
 // RunStreamIdle measures the hub's memory with Conns idle SSE or NDJSON
@@ -360,25 +357,5 @@ func RunStreamIdle(ctx context.Context, cfg StreamIdleConfig) (StreamIdleResult,
 	if err != nil {
 		return StreamIdleResult{}, err
 	}
-	res := StreamIdleResult{Transport: cfg.Transport, Conns: len(rs), Before: streamMemoryOf(before), With: streamMemoryOf(with)}
-	n := float64(len(rs))
-	res.RSSPerConn = (res.With.RSS - res.Before.RSS) / n / 1024
-	res.HeapPerConn = (res.With.HeapInuse - res.Before.HeapInuse) / n / 1024
-	res.StackPerConn = (res.With.StackInuse - res.Before.StackInuse) / n / 1024
-	res.LivePerConn = (res.With.HeapAlloc - res.Before.HeapAlloc) / n / 1024
-	res.GoroutinesPerConn = (res.With.Goroutines - res.Before.Goroutines) / n
-	return res, nil
-}
-
-// StreamMemory is a hub's memory at one moment, from its /metrics.
-type StreamMemory struct {
-	RSS, HeapInuse, HeapAlloc, StackInuse, Goroutines float64
-}
-
-func streamMemoryOf(m map[string]float64) StreamMemory {
-	return StreamMemory{
-		RSS: m["process_resident_memory_bytes"], HeapInuse: m["go_memstats_heap_inuse_bytes"],
-		HeapAlloc: m["go_memstats_heap_alloc_bytes"], StackInuse: m["go_memstats_stack_inuse_bytes"],
-		Goroutines: m["go_goroutines"],
-	}
+	return StreamIdleResult{Transport: cfg.Transport, Conns: len(rs), IdleMemory: idleMemory(before, with, len(rs))}, nil
 }

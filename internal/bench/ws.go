@@ -317,27 +317,45 @@ type WSIdleConfig struct {
 }
 
 // WSIdleResult is the hub's memory before and with the idle connections,
-// from its /metrics.
+// from its /metrics, and the differences per connection.
 type WSIdleResult struct {
 	Conns int `json:"conns"`
-	// Before and With are process_resident_memory_bytes,
-	// go_memstats_heap_inuse_bytes, go_memstats_stack_inuse_bytes and
-	// go_goroutines.
-	Before, With WSMemory
+	IdleMemory
+}
+
+// IdleMemory is a hub's memory before and with a number of idle
+// connections, and the difference per connection.
+type IdleMemory struct {
+	// Before and With are the hub's figures without and with the
+	// connections.
+	Before, With HubMemory
 	// RSSPerConn, HeapPerConn (in use), LivePerConn (heap allocated)
-	// and StackPerConn are the differences over Conns, in KiB.
+	// and StackPerConn are the differences over the connections, in KiB.
 	RSSPerConn, HeapPerConn, LivePerConn, StackPerConn float64
-	// GoroutinesPerConn is the difference in goroutines over Conns.
+	// GoroutinesPerConn is the difference in goroutines over them.
 	GoroutinesPerConn float64
 }
 
-// WSMemory is a hub's memory at one moment.
-type WSMemory struct {
+// idleMemory compares two scrapes of a hub's /metrics, without and with
+// conns idle connections.
+func idleMemory(before, with map[string]float64, conns int) IdleMemory {
+	m := IdleMemory{Before: memoryOf(before), With: memoryOf(with)}
+	n := float64(conns)
+	m.RSSPerConn = (m.With.RSS - m.Before.RSS) / n / 1024
+	m.HeapPerConn = (m.With.HeapInuse - m.Before.HeapInuse) / n / 1024
+	m.StackPerConn = (m.With.StackInuse - m.Before.StackInuse) / n / 1024
+	m.LivePerConn = (m.With.HeapAlloc - m.Before.HeapAlloc) / n / 1024
+	m.GoroutinesPerConn = (m.With.Goroutines - m.Before.Goroutines) / n
+	return m
+}
+
+// HubMemory is a hub's memory at one moment, from its /metrics.
+type HubMemory struct {
 	RSS, HeapInuse, HeapAlloc, StackInuse, Goroutines, GCs float64
 }
 
-func memoryOf(m map[string]float64) WSMemory {
-	return WSMemory{
+func memoryOf(m map[string]float64) HubMemory {
+	return HubMemory{
 		RSS: m["process_resident_memory_bytes"], HeapInuse: m["go_memstats_heap_inuse_bytes"],
 		HeapAlloc: m["go_memstats_heap_alloc_bytes"], StackInuse: m["go_memstats_stack_inuse_bytes"],
 		Goroutines: m["go_goroutines"], GCs: m["go_gc_duration_seconds_count"],
@@ -402,12 +420,5 @@ func RunWSIdle(ctx context.Context, cfg WSIdleConfig) (WSIdleResult, error) {
 	if err != nil {
 		return WSIdleResult{}, err
 	}
-	res := WSIdleResult{Conns: len(subs), Before: memoryOf(before), With: memoryOf(with)}
-	n := float64(len(subs))
-	res.RSSPerConn = (res.With.RSS - res.Before.RSS) / n / 1024
-	res.HeapPerConn = (res.With.HeapInuse - res.Before.HeapInuse) / n / 1024
-	res.StackPerConn = (res.With.StackInuse - res.Before.StackInuse) / n / 1024
-	res.LivePerConn = (res.With.HeapAlloc - res.Before.HeapAlloc) / n / 1024
-	res.GoroutinesPerConn = (res.With.Goroutines - res.Before.Goroutines) / n
-	return res, nil
+	return WSIdleResult{Conns: len(subs), IdleMemory: idleMemory(before, with, len(subs))}, nil
 }
