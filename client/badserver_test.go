@@ -293,13 +293,7 @@ func TestHangingHub(t *testing.T) {
 	}
 	for _, tr := range []Transport{SSE, Stream, Poll} {
 		opts := shortOpts(tr)
-		got := make(chan error, 16)
-		opts.OnDisconnect = func(_ Transport, err error) {
-			select {
-			case got <- err:
-			default:
-			}
-		}
+		got := disconnects(opts, 16)
 		c, err := Dial(ctx, url, opts)
 		if err != nil {
 			t.Fatal(err)
@@ -333,13 +327,7 @@ func TestSilentStream(t *testing.T) {
 		<-r.Context().Done()
 	}))
 	opts := shortOpts(SSE)
-	got := make(chan error, 1)
-	opts.OnDisconnect = func(_ Transport, err error) {
-		select {
-		case got <- err:
-		default:
-		}
-	}
+	got := disconnects(opts, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := Dial(ctx, url, opts)
@@ -421,13 +409,7 @@ func TestSilentWebSocket(t *testing.T) {
 		io.Copy(io.Discard, conn) // reads, never answers
 	}))
 	opts := shortOpts(WebSocket)
-	got := make(chan error, 1)
-	opts.OnDisconnect = func(_ Transport, err error) {
-		select {
-		case got <- err:
-		default:
-		}
-	}
+	got := disconnects(opts, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := Dial(ctx, url, opts)
@@ -443,4 +425,17 @@ func TestSilentWebSocket(t *testing.T) {
 	if err := <-got; !strings.Contains(err.Error(), "no frame from the hub") {
 		t.Fatalf("disconnect reason %v", err)
 	}
+}
+
+// disconnects sets opts.OnDisconnect to pass its errors on the returned
+// channel, as many as it holds (size); later ones are dropped.
+func disconnects(opts *DialOptions, size int) <-chan error {
+	got := make(chan error, size)
+	opts.OnDisconnect = func(_ Transport, err error) {
+		select {
+		case got <- err:
+		default:
+		}
+	}
+	return got
 }
