@@ -328,34 +328,20 @@ func RunStreamIdle(ctx context.Context, cfg StreamIdleConfig) (StreamIdleResult,
 	if cfg.DialParallel <= 0 {
 		cfg.DialParallel = 50
 	}
-	hc := &http.Client{Timeout: 5 * time.Second}
-	defer hc.CloseIdleConnections()
-	metricsURL := cfg.URL + "/metrics"
-	before, err := scrapeMetrics(ctx, hc, metricsURL)
+	mem, n, err := measureIdle(ctx, cfg.URL, cfg.Settle, func(ctx context.Context) (int, func(), error) {
+		rs, err := openStreams(ctx, cfg.URL, "/v1/"+cfg.Transport+"?channel="+url.QueryEscape(cfg.Channel), cfg.Conns, cfg.DialParallel)
+		if err != nil {
+			closeStreams(rs)
+			return 0, nil, err
+		}
+		var readers sync.WaitGroup
+		for _, r := range rs {
+			readers.Go(func() { io.Copy(io.Discard, r.body) })
+		}
+		return len(rs), func() { closeStreams(rs); readers.Wait() }, nil
+	})
 	if err != nil {
 		return StreamIdleResult{}, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	rs, err := openStreams(ctx, cfg.URL, "/v1/"+cfg.Transport+"?channel="+url.QueryEscape(cfg.Channel), cfg.Conns, cfg.DialParallel)
-	defer closeStreams(rs)
-	if err != nil {
-		return StreamIdleResult{}, err
-	}
-	var readers sync.WaitGroup
-	for _, r := range rs {
-		readers.Go(func() { io.Copy(io.Discard, r.body) })
-	}
-	select {
-	case <-ctx.Done():
-	case <-time.After(cfg.Settle):
-	}
-	with, err := scrapeMetrics(ctx, hc, metricsURL)
-	cancel()
-	closeStreams(rs)
-	readers.Wait()
-	if err != nil {
-		return StreamIdleResult{}, err
-	}
-	return StreamIdleResult{Transport: cfg.Transport, Conns: len(rs), IdleMemory: idleMemory(before, with, len(rs))}, nil
+	return StreamIdleResult{Transport: cfg.Transport, Conns: n, IdleMemory: mem}, nil
 }

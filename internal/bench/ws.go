@@ -377,48 +377,64 @@ func RunWSIdle(ctx context.Context, cfg WSIdleConfig) (WSIdleResult, error) {
 	if cfg.DialParallel <= 0 {
 		cfg.DialParallel = 50
 	}
+	wsURL := "ws" + strings.TrimPrefix(cfg.URL, "http") + "/v1/ws"
+	mem, n, err := measureIdle(ctx, cfg.URL, cfg.Settle, func(ctx context.Context) (int, func(), error) {
+		subs, err := dialSubscribers(ctx, wsURL, cfg.Channel, cfg.Conns, cfg.DialParallel)
+		closeAll := func() {
+			for _, s := range subs {
+				s.c.CloseNow()
+			}
+		}
+		if err != nil {
+			closeAll()
+			return 0, nil, err
+		}
+		// Keep reading, so pings are answered, as an idle browser would.
+		var readers sync.WaitGroup
+		for _, s := range subs {
+			readers.Go(func() {
+				for {
+					if _, _, err := s.c.Read(ctx); err != nil {
+						return
+					}
+				}
+			})
+		}
+		return len(subs), func() { closeAll(); readers.Wait() }, nil
+	})
+	if err != nil {
+		return WSIdleResult{}, err
+	}
+	return WSIdleResult{Conns: n, IdleMemory: mem}, nil
+}
+
+// measureIdle measures a hub's memory without and with idle connections:
+// it scrapes hubURL's /metrics, opens the connections (open returns how
+// many, and how to close them; on an error it has closed them), waits
+// settle (or for ctx), scrapes again and closes them.
+func measureIdle(ctx context.Context, hubURL string, settle time.Duration, open func(ctx context.Context) (int, func(), error)) (IdleMemory, int, error) {
 	hc := &http.Client{Timeout: 5 * time.Second}
 	defer hc.CloseIdleConnections()
-	metricsURL := cfg.URL + "/metrics"
+	metricsURL := hubURL + "/metrics"
 	before, err := scrapeMetrics(ctx, hc, metricsURL)
 	if err != nil {
-		return WSIdleResult{}, err
+		return IdleMemory{}, 0, err
 	}
-	wsURL := "ws" + strings.TrimPrefix(cfg.URL, "http") + "/v1/ws"
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	subs, err := dialSubscribers(ctx, wsURL, cfg.Channel, cfg.Conns, cfg.DialParallel)
-	defer func() {
-		for _, s := range subs {
-			s.c.CloseNow()
-		}
-	}()
+	n, closeAll, err := open(ctx)
 	if err != nil {
-		return WSIdleResult{}, err
-	}
-	// Keep reading, so pings are answered, as an idle browser would.
-	var readers sync.WaitGroup
-	for _, s := range subs {
-		readers.Go(func() {
-			for {
-				if _, _, err := s.c.Read(ctx); err != nil {
-					return
-				}
-			}
-		})
+		return IdleMemory{}, 0, err
 	}
 	select {
 	case <-ctx.Done():
-	case <-time.After(cfg.Settle):
+	case <-time.After(settle):
 	}
 	with, err := scrapeMetrics(ctx, hc, metricsURL)
 	cancel()
-	for _, s := range subs {
-		s.c.CloseNow()
-	}
-	readers.Wait()
+	closeAll()
 	if err != nil {
-		return WSIdleResult{}, err
+		return IdleMemory{}, 0, err
 	}
-	return WSIdleResult{Conns: len(subs), IdleMemory: idleMemory(before, with, len(subs))}, nil
+	return idleMemory(before, with, n), n, nil
 }
