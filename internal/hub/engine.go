@@ -49,7 +49,10 @@ type Handler func(p *Publication)
 
 // Engine stores channels' offsets, epochs and history, and brings every
 // publication of a subscribed channel to the hub's Handler. Implementations
-// are safe for concurrent use.
+// are safe for concurrent use. Data the engine hands back (History, the
+// Handler) must pass msg.CompactData: an engine whose store lives outside
+// the process, where anything may have written it, runs what it reads
+// through that check and treats a failure as a damaged store.
 type Engine interface {
 	// Start makes the engine deliver to h until Close. ctx bounds the start
 	// itself (connecting, for example), not the engine's life.
@@ -57,7 +60,7 @@ type Engine interface {
 
 	// Publish assigns data the next offset of channel, stores it and, if
 	// the channel is subscribed, delivers it to the Handler. data is valid,
-	// compact JSON.
+	// compact JSON that passed msg.CompactData.
 	Publish(ctx context.Context, channel string, data json.RawMessage) (*Publication, error)
 
 	// History returns the channel's state and the publications q selects,

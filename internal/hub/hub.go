@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -121,25 +120,11 @@ func (h *Hub) Stats() Stats {
 	return s
 }
 
-// ValidateData checks publication data: it must be valid JSON of at most
-// MaxMessage bytes once compacted. It returns the compact form.
+// ValidateData checks publication data with [msg.CompactData], the one
+// check every way in shares: valid JSON whose strings are valid Unicode, at
+// most MaxMessage bytes once compacted. It returns the compact form.
 func (h *Hub) ValidateData(data []byte) (json.RawMessage, error) {
-	if len(data) > 2*h.cfg.MaxMessage+1024 {
-		// Far too big even before compaction: don't spend work on it.
-		return nil, msg.Errorf(msg.CodeTooLarge, "message is larger than %d bytes", h.cfg.MaxMessage)
-	}
-	var buf bytes.Buffer
-	buf.Grow(len(data))
-	if err := json.Compact(&buf, data); err != nil {
-		return nil, msg.Errorf(msg.CodeInvalidJSON, "data is not valid JSON: %v", err)
-	}
-	if buf.Len() == 0 {
-		return nil, msg.Errorf(msg.CodeInvalidJSON, "data is empty")
-	}
-	if buf.Len() > h.cfg.MaxMessage {
-		return nil, msg.Errorf(msg.CodeTooLarge, "message is %d bytes, larger than %d", buf.Len(), h.cfg.MaxMessage)
-	}
-	return buf.Bytes(), nil
+	return msg.CompactData(data, h.cfg.MaxMessage)
 }
 
 // Publish validates data (see ValidateData), appends it to channel and
