@@ -120,3 +120,23 @@ func FuzzCompactData(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkCompactData: the check every publication passes; the string scan
+// beside json.Compact is the UTF-8 and surrogate check.
+func BenchmarkCompactData(b *testing.B) {
+	for _, tc := range []struct{ name, data string }{
+		{"small", `{"text":"hi","user":"alice","n":42}`},
+		{"unicode-1KiB", `{"text":"` + strings.Repeat("héllo wörld ✓ ", 64) + `"}`},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			data := []byte(tc.data)
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := CompactData(data, 65536); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
