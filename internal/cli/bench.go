@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -34,10 +35,11 @@ func benchWorkloads() []benchWorkload {
 
 func runBench(ctx context.Context, stdio Stdio, args []string) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		benchUsage(stdio)
 		if len(args) == 0 {
+			benchUsage(stdio.Err)
 			return errUsage
 		}
+		benchUsage(stdio.Out) // asked for: the command's output
 		return flag.ErrHelp
 	}
 	for _, w := range benchWorkloads() {
@@ -46,21 +48,21 @@ func runBench(ctx context.Context, stdio Stdio, args []string) error {
 		}
 	}
 	fmt.Fprintf(stdio.Err, "duplex bench: unknown workload %q\n\n", args[0])
-	benchUsage(stdio)
+	benchUsage(stdio.Err)
 	return errUsage
 }
 
-func benchUsage(stdio Stdio) {
-	fmt.Fprintln(stdio.Err, "usage: duplex bench <workload> [flags]")
-	fmt.Fprintln(stdio.Err)
-	fmt.Fprintln(stdio.Err, "workloads:")
+func benchUsage(out io.Writer) {
+	fmt.Fprintln(out, "usage: duplex bench <workload> [flags]")
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "workloads:")
 	for _, w := range benchWorkloads() {
 		if !w.hidden {
-			fmt.Fprintf(stdio.Err, "  %-10s %s\n", w.name, w.summary)
+			fmt.Fprintf(out, "  %-10s %s\n", w.name, w.summary)
 		}
 	}
-	fmt.Fprintln(stdio.Err)
-	fmt.Fprintln(stdio.Err, "Run 'duplex bench <workload> --help' for the flags of one workload.")
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "Run 'duplex bench <workload> --help' for the flags of one workload.")
 }
 
 // benchTarget is one --url: a hub (or baseline) to measure, with the name

@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -48,13 +49,27 @@ func commands() []command {
 var errUsage = errors.New("usage")
 
 // Main runs the duplex command line and returns the process exit code.
+// Asked-for help (--help, duplex help [CMD]) and the version go to
+// stdio.Out with exit 0; usage after a mistake goes to stdio.Err with
+// exit 2.
 func Main(ctx context.Context, args []string, stdio Stdio) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(stdio.Err)
-		if len(args) == 0 {
-			return 2
-		}
+		return 2
+	}
+	switch args[0] {
+	case "-h", "-help", "--help":
+		usage(stdio.Out)
 		return 0
+	case "-version", "--version":
+		args = []string{"version"}
+	case "help":
+		if len(args) == 1 {
+			usage(stdio.Out)
+			return 0
+		}
+		// duplex help CMD is duplex CMD --help.
+		args = []string{args[1], "--help"}
 	}
 	for _, c := range commands() {
 		if c.name != args[0] {
@@ -73,7 +88,11 @@ func Main(ctx context.Context, args []string, stdio Stdio) int {
 			return 1
 		}
 	}
-	fmt.Fprintf(stdio.Err, "duplex: unknown command %q\n\n", args[0])
+	fmt.Fprintf(stdio.Err, "duplex: unknown command %q", args[0])
+	if near := nearestCommand(args[0]); near != "" {
+		fmt.Fprintf(stdio.Err, "; did you mean '%s'?", near)
+	}
+	fmt.Fprint(stdio.Err, "\n\n")
 	usage(stdio.Err)
 	return 2
 }
@@ -86,30 +105,75 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Run 'duplex <command> --help' for the flags of one command.")
+	fmt.Fprintln(w, "Run 'duplex help <command>' or 'duplex <command> --help' for the flags of one command,")
+	fmt.Fprintln(w, "'duplex --version' for the version.")
 }
 
-// newFlagSet returns a FlagSet that prints to stdio.Err and returns errors
-// instead of exiting.
+// flagOutput is where a FlagSet made by [newFlagSet] writes. While the
+// arguments are parsed it holds what the flag package says, because only
+// the outcome tells where it belongs: the usage asked for with --help goes
+// to standard output, a parse error and the usage after it to standard
+// error. After parsing, it writes to standard error: a later fs.Usage()
+// is the answer to a mistake the command found in its arguments.
+type flagOutput struct {
+	stdio  Stdio
+	held   bytes.Buffer
+	parsed bool
+}
+
+func (o *flagOutput) Write(p []byte) (int, error) {
+	if !o.parsed {
+		return o.held.Write(p)
+	}
+	if o.stdio.Err == nil {
+		return len(p), nil
+	}
+	return o.stdio.Err.Write(p)
+}
+
+// newFlagSet returns a FlagSet that returns errors instead of exiting and
+// prints its usage as [flagOutput] says.
 func newFlagSet(stdio Stdio, name, synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet("duplex "+name, flag.ContinueOnError)
-	fs.SetOutput(stdio.Err)
+	fs.SetOutput(&flagOutput{stdio: stdio})
 	fs.Usage = func() {
-		fmt.Fprintf(stdio.Err, "usage: duplex %s %s\n\nflags:\n", name, synopsis)
+		fmt.Fprintf(fs.Output(), "usage: duplex %s %s\n\nflags:\n", name, synopsis)
 		fs.PrintDefaults()
 	}
 	return fs
 }
 
-// parseFlags parses args and maps a parse failure to errUsage.
+// parseFlags parses args and maps a parse failure to errUsage. The usage
+// text goes to standard output for --help, to standard error otherwise.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+	err := fs.Parse(args)
+	if o, ok := fs.Output().(*flagOutput); ok {
+		o.parsed = true
+		dst := o.stdio.Err
+		if errors.Is(err, flag.ErrHelp) {
+			dst = o.stdio.Out
+		}
+		if dst != nil {
+			dst.Write(o.held.Bytes())
+		}
+		o.held.Reset()
+	}
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return errUsage
 	}
 	return nil
+}
+
+// missingArg reports a missing positional argument, then the usage, on
+// standard error, and returns errUsage: "missing CHANNEL" says at once
+// what the usage text below it would only imply.
+func missingArg(fs *flag.FlagSet, stdio Stdio, what string) error {
+	fmt.Fprintf(stdio.Err, "%s: missing %s\n\n", fs.Name(), what)
+	fs.Usage()
+	return errUsage
 }
 
 // envOr returns the environment variable key, or def when it is unset.

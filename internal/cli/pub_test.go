@@ -53,7 +53,7 @@ var positionLine = regexp.MustCompile(`^([A-Za-z0-9_.:@-]+):([a-z0-9]{1,16}):([0
 // uses one WebSocket for all of them.
 func TestPubTransports(t *testing.T) {
 	h := hubtest.Start(t, nil)
-	for _, tr := range []string{"ws", "sse", "stream", "poll", "auto"} {
+	for _, tr := range []string{"ws", "http", "auto"} {
 		t.Run(tr, func(t *testing.T) {
 			front := &upgradeCounter{next: h.Server.Handler()}
 			url := hubtest.ServeHandler(t, front)
@@ -114,13 +114,13 @@ func TestPubErrors(t *testing.T) {
 		want        string
 	}{
 		{"bad channel", "", []string{"pub", "--url", h.URL, "bad channel!", "1"}, 1, "invalid channel"},
-		{"bad json arg", "", []string{"pub", "--url", h.URL, "--transport", "sse", "c", "{nope"}, 1, "not valid JSON"},
+		{"bad json arg", "", []string{"pub", "--url", h.URL, "--transport", "http", "c", "{nope"}, 1, "not valid JSON"},
 		{"bad json line", "1\n{nope\n", []string{"pub", "--url", h.URL, "--transport", "ws", "c"}, 1, "line 2"},
 		{"bad transport", "", []string{"pub", "--url", h.URL, "--transport", "carrier-pigeon", "c", "1"}, 1, "unknown transport"},
 		{"bad proxy", "", []string{"pub", "--url", h.URL, "--proxy", "gopher://x:1", "c", "1"}, 1, "scheme"},
 		{"bad url", "", []string{"pub", "--url", "ftp://x", "c", "1"}, 1, "scheme"},
 		{"no channel", "", []string{"pub", "--url", h.URL}, 2, "usage"},
-		{"too large", "", []string{"pub", "--url", h.URL, "--transport", "sse", "c", `"` + strings.Repeat("x", 70000) + `"`}, 1, "message_too_large"},
+		{"too large", "", []string{"pub", "--url", h.URL, "--transport", "http", "c", `"` + strings.Repeat("x", 70000) + `"`}, 1, "message_too_large"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, _, errOut := runMain(t, ctx, tc.stdin, tc.args...)
@@ -186,7 +186,7 @@ func TestPubSubThroughProxy(t *testing.T) {
 			}
 			t.Setenv("ALL_PROXY", tc.env)
 			ch := "px-" + strings.ReplaceAll(tc.name, " ", "-")
-			for _, tr := range []string{"ws", "sse"} {
+			for _, tr := range []string{"ws", "http"} {
 				args := []string{"pub", "--url", tc.url, "--transport", tr}
 				if tc.flag != "" {
 					args = append(args, "--proxy", tc.flag)
@@ -224,7 +224,7 @@ func TestPubSubEnvDefaults(t *testing.T) {
 	ctx := context.Background()
 	t.Setenv("DUPLEX_URL", h.URL)
 	t.Setenv("DUPLEX_TOKEN", "")
-	for _, tr := range []string{"ws", "sse"} {
+	for _, tr := range []string{"ws", "http"} {
 		code, _, errOut := runMain(t, ctx, "", "pub", "--transport", tr, "env", "1")
 		if code != 1 || !strings.Contains(errOut, "unauthorized") {
 			t.Fatalf("%s without a token: exit %d, stderr %q", tr, code, errOut)
@@ -232,7 +232,8 @@ func TestPubSubEnvDefaults(t *testing.T) {
 	}
 	t.Setenv("DUPLEX_TOKEN", tok)
 	for _, tr := range []string{"ws", "poll"} {
-		code, out, errOut := runMain(t, ctx, "", "pub", "--transport", tr, "env", `"x"`)
+		pubTr := map[string]string{"ws": "ws", "poll": "http"}[tr]
+		code, out, errOut := runMain(t, ctx, "", "pub", "--transport", pubTr, "env", `"x"`)
 		if code != 0 || !strings.HasPrefix(out, "env:") {
 			t.Fatalf("pub %s: exit %d, out %q, stderr %q", tr, code, out, errOut)
 		}
@@ -244,5 +245,34 @@ func TestPubSubEnvDefaults(t *testing.T) {
 	code, _, errOut := runMain(t, ctx, "", "sub", "--transport", "sse", "other")
 	if code != 1 || !strings.Contains(errOut, "forbidden") {
 		t.Fatalf("sub outside the token: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestPubRefusesReceiveTransports: sse, stream and poll cannot carry a
+// publication, so naming one is refused with the reason and nothing is
+// published; from DUPLEX_TRANSPORT (shared with sub) they mean http.
+func TestPubRefusesReceiveTransports(t *testing.T) {
+	h := hubtest.Start(t, nil)
+	ctx := context.Background()
+	for _, tr := range []string{"sse", "stream", "poll"} {
+		code, out, errOut := runMain(t, ctx, "", "pub", "--url", h.URL, "--transport", tr, "refused", "1")
+		if code != 1 || out != "" || !strings.Contains(errOut, "a way to receive") || !strings.Contains(errOut, "--transport http") {
+			t.Errorf("--transport %s: exit %d, stdout %q, stderr %q", tr, code, out, errOut)
+		}
+	}
+	info, err := h.Hub.Info(ctx, "refused")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Latest != 0 {
+		t.Fatalf("refused pubs published: latest %d", info.Latest)
+	}
+	front := &upgradeCounter{next: h.Server.Handler()}
+	url := hubtest.ServeHandler(t, front)
+	t.Setenv("DUPLEX_TRANSPORT", "poll")
+	code, out, errOut := runMain(t, ctx, "", "pub", "--url", url, "--proxy", "direct", "fromenv", "1")
+	if code != 0 || !strings.HasPrefix(out, "fromenv:") || front.upgrades.Load() != 0 || front.requests.Load() != 1 {
+		t.Fatalf("DUPLEX_TRANSPORT=poll: exit %d, stdout %q, stderr %q, %d upgrades, %d requests; want one POST",
+			code, out, errOut, front.upgrades.Load(), front.requests.Load())
 	}
 }

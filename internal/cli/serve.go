@@ -105,7 +105,7 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdio.Err, "duplex %s: hub listening on http://%s (engine %s)\n", Version, ln.Addr(), *engineURL)
+	printServeStart(stdio.Err, ln.Addr(), *engineURL, *jwtSecret != "")
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

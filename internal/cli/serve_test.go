@@ -6,6 +6,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -83,7 +84,7 @@ func TestServeAndShutdown(t *testing.T) {
 
 func TestServeHelpAndBadFlags(t *testing.T) {
 	var errb bytes.Buffer
-	if code := Main(context.Background(), []string{"serve", "--help"}, Stdio{Err: &errb, Out: io.Discard}); code != 0 {
+	if code := Main(context.Background(), []string{"serve", "--help"}, Stdio{Out: &errb, Err: io.Discard}); code != 0 {
 		t.Fatalf("--help exit %d", code)
 	}
 	for _, flag := range []string{"-listen", "-history-size", "-history-ttl", "-max-message", "-max-channels", "-allowed-origins", "-engine", "-jwt-secret", "-allow-anonymous", "-max-websockets", "-sse-retry"} {
@@ -120,5 +121,45 @@ func TestServeSSERetryFlag(t *testing.T) {
 	line, err := bufio.NewReader(resp.Body).ReadString('\n')
 	if err != nil || line != "retry: 3000\n" {
 		t.Fatalf("first SSE line %q (%v), want the --sse-retry delay", line, err)
+	}
+}
+
+// TestServeSaysWhatToTry: the start message names the demo page and a
+// curl line that works as printed against that hub.
+func TestServeSaysWhatToTry(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	code := make(chan int, 1)
+	go func() {
+		code <- Main(ctx, []string{"serve", "--listen", "127.0.0.1:0"}, Stdio{In: strings.NewReader(""), Out: io.Discard, Err: pw})
+		pw.Close()
+	}()
+	defer func() {
+		cancel()
+		<-code
+	}()
+	sc := bufio.NewScanner(pr)
+	var lines []string
+	for len(lines) < 3 && sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	go io.Copy(io.Discard, pr)
+	if len(lines) < 3 {
+		t.Fatalf("start message %q", lines)
+	}
+	m := regexp.MustCompile(`listening on (http://127\.0\.0\.1:\d+)`).FindStringSubmatch(lines[0])
+	if m == nil {
+		t.Fatalf("first line %q", lines[0])
+	}
+	if lines[1] != "  demo page: "+m[1]+"/" {
+		t.Fatalf("second line %q", lines[1])
+	}
+	try, ok := strings.CutPrefix(lines[2], "  try:       ")
+	if !ok || !strings.HasPrefix(try, "curl ") {
+		t.Fatalf("third line %q", lines[2])
+	}
+	out, err := exec.Command("bash", "-c", try).Output()
+	if err != nil || !regexp.MustCompile(`^\{"channel":"chat","epoch":"[a-z0-9]+","offset":1,`).Match(out) {
+		t.Fatalf("%s: %q, %v", try, out, err)
 	}
 }

@@ -40,7 +40,7 @@ func (f connFlags) dial(ctx context.Context, logf func(format string, args ...an
 	opts := &client.DialOptions{Transport: t, Proxy: *f.proxy, Token: *f.token}
 	if logf != nil {
 		opts.OnDisconnect = func(t client.Transport, err error) {
-			logf("connection (%s) lost: %v", t, err)
+			logf("connection (%s) lost: %v", t, explainRefused(err, *f.url))
 		}
 	}
 	return client.Dial(ctx, *f.url, opts)
@@ -60,9 +60,9 @@ func runSub(ctx context.Context, stdio Stdio, args []string) (err error) {
 		return err
 	}
 	if fs.NArg() == 0 {
-		fs.Usage()
-		return errUsage
+		return missingArg(fs, stdio, "CHANNEL")
 	}
+	defer func() { err = explainRefused(err, *cf.url) }()
 	channels := fs.Args()
 	for _, ch := range channels {
 		if !msg.ValidChannel(ch) {

@@ -35,6 +35,12 @@ func runToken(ctx context.Context, stdio Stdio, args []string) error {
 	if *ttl <= 0 {
 		return errors.New("--ttl must be positive")
 	}
+	if len(subscribe) == 0 && len(publish) == 0 {
+		// Still printed: such a token authenticates (GET /v1/echo, a
+		// subject in the logs), it just grants no channel, which is
+		// rarely what was meant.
+		fmt.Fprintln(stdio.Err, "duplex token: warning: no --subscribe or --publish: the hub will let this token neither read nor publish any channel")
+	}
 	now := time.Now()
 	tok, err := server.NewToken([]byte(*secret), server.Claims{
 		RegisteredClaims: jwt.RegisteredClaims{
