@@ -34,7 +34,8 @@ import (
 // data: a body that keeps arriving at BodyMinRate or faster is only cut by
 // BodyTimeout, a dribbling one once it falls behind. When the body ends
 // (EOF) the deadline is cleared, so that net/http's background read, which
-// starts then and lasts as long as the response, never meets it. A read
+// starts then and lasts as long as the response, never meets it (net/http
+// 1.26 also clears it as that read starts; this does not rely on it). A read
 // past the deadline fails with a request_timeout error; the handler
 // answers 408 with it and the connection is closed.
 //
