@@ -136,7 +136,7 @@ func TestValidChannel(t *testing.T) {
 func TestCodeStatus(t *testing.T) {
 	t.Parallel()
 	want := map[Code]int{CodeInvalidChannel: 400, CodeInvalidCursor: 400, CodeInvalidJSON: 400, CodeBadRequest: 400,
-		CodeUnauthorized: 401, CodeForbidden: 403, CodeNotFound: 404, CodeMethodNotAllow: 405, CodeTooLarge: 413,
+		CodeUnauthorized: 401, CodeForbidden: 403, CodeNotFound: 404, CodeMethodNotAllow: 405, CodeRequestTimeout: 408, CodeTooLarge: 413,
 		CodeRateLimited: 429, CodeInternal: 500, CodeUnavailable: 503}
 	for c, s := range want {
 		if c.HTTPStatus() != s {

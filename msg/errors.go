@@ -19,6 +19,7 @@ const (
 	CodeForbidden      Code = "forbidden"          // 403
 	CodeNotFound       Code = "not_found"          // 404
 	CodeMethodNotAllow Code = "method_not_allowed" // 405
+	CodeRequestTimeout Code = "request_timeout"    // 408: a body sent too slowly; the connection is closed
 	CodeTooLarge       Code = "message_too_large"  // 413
 	CodeRateLimited    Code = "rate_limited"       // 429
 	CodeInternal       Code = "internal"           // 500
@@ -38,6 +39,8 @@ func (c Code) HTTPStatus() int {
 		return 404
 	case CodeMethodNotAllow:
 		return 405
+	case CodeRequestTimeout:
+		return 408
 	case CodeTooLarge:
 		return 413
 	case CodeRateLimited:

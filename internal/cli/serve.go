@@ -40,12 +40,14 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 		maxChannels    = fs.Int("max-channels", 128, "channels per connection")
 		queueMessages  = fs.Int("queue-messages", 4096, "outbound queue per connection, in messages (slow consumers are cut)")
 		queueBytes     = fs.Int("queue-bytes", 16<<20, "outbound queue per connection, in bytes")
-		maxConns       = fs.Int("max-connections", 20000, "connections served at once")
+		maxConns       = fs.Int("max-connections", 20000, "connections served at once; one more is answered 503 with Retry-After and closed")
 		maxWebSockets  = fs.Int("max-websockets", 0, "WebSocket connections open at once; further upgrades get 503 (0: 90% of --max-connections)")
 		writeDelay     = fs.Duration("write-delay", 30*time.Millisecond, "coalesce writes to a WebSocket, SSE or NDJSON connection that receives faster than one write per this period, holding its messages up to this long (0: write at once)")
 		sseRetry       = fs.Duration("sse-retry", time.Second, "reconnect delay told to SSE clients (retry:)")
 		publishRate    = fs.Float64("publish-rate", 1000, "publishes per second per WebSocket connection")
 		headerTimeout  = fs.Duration("header-timeout", 10*time.Second, "time to read a request's headers")
+		bodyTimeout    = fs.Duration("body-timeout", 10*time.Second, "time to read a whole request body, from the end of its headers; past it: 408 and the connection closed (0: no limit)")
+		bodyMinRate    = fs.Int64("body-min-rate", 1024, "slowest average rate a request body may arrive at after its first 2s, in bytes/s; slower: 408 and the connection closed (0: no minimum)")
 		idleTimeout    = fs.Duration("idle-timeout", 120*time.Second, "keep-alive idle timeout")
 		writeTimeout   = fs.Duration("write-timeout", 10*time.Second, "time a streaming peer has to take one frame")
 		heartbeat      = fs.Duration("heartbeat", 15*time.Second, "SSE and NDJSON heartbeat interval")
@@ -96,6 +98,7 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 	}
 	srv, err := server.New(server.Config{
 		Hub: h, Logger: logger, MaxConnections: *maxConns, ReadHeaderTimeout: *headerTimeout,
+		BodyTimeout: orOff(*bodyTimeout), BodyMinRate: orOff(*bodyMinRate),
 		IdleTimeout: *idleTimeout, AllowedOrigins: origins, WriteTimeout: *writeTimeout,
 		Heartbeat: *heartbeat, PingInterval: *pingInterval, PollTimeout: *pollTimeout,
 		PollMaxTimeout: *pollMax, PublishRate: *publishRate, Web: web.Handler(),
@@ -154,4 +157,13 @@ func delayOrOff(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// orOff maps a flag's 0 (no limit) to server.Config's (0: the default,
+// negative: no limit).
+func orOff[T time.Duration | int64](v T) T {
+	if v <= 0 {
+		return -1
+	}
+	return v
 }

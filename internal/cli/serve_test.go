@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"os/exec"
 	"regexp"
@@ -87,7 +88,7 @@ func TestServeHelpAndBadFlags(t *testing.T) {
 	if code := Main(context.Background(), []string{"serve", "--help"}, Stdio{Out: &errb, Err: io.Discard}); code != 0 {
 		t.Fatalf("--help exit %d", code)
 	}
-	for _, flag := range []string{"-listen", "-history-size", "-history-ttl", "-max-message", "-max-channels", "-allowed-origins", "-engine", "-jwt-secret", "-allow-anonymous", "-max-websockets", "-sse-retry"} {
+	for _, flag := range []string{"-listen", "-history-size", "-history-ttl", "-max-message", "-max-channels", "-allowed-origins", "-engine", "-jwt-secret", "-allow-anonymous", "-max-websockets", "-sse-retry", "-body-timeout", "-body-min-rate"} {
 		if !strings.Contains(errb.String(), flag) {
 			t.Errorf("serve --help does not list %s", flag)
 		}
@@ -162,4 +163,69 @@ func TestServeSaysWhatToTry(t *testing.T) {
 	if err != nil || !regexp.MustCompile(`^\{"channel":"chat","epoch":"[a-z0-9]+","offset":1,`).Match(out) {
 		t.Fatalf("%s: %q, %v", try, out, err)
 	}
+}
+
+// TestServeSlowBodiesRepro drives issue 10 §2's repro through `duplex
+// serve` with its flags (--max-connections 50 --header-timeout 2s): 50
+// connections each send a publish's head declaring 100 bytes and one byte
+// of it. With a short --body-timeout they are answered 408 and closed and
+// /healthz is served after them; with no body bounds, the cap stays full
+// and /healthz is answered 503 with Retry-After at once instead of waiting.
+func TestServeSlowBodiesRepro(t *testing.T) {
+	repro := []string{"--max-connections", "50", "--header-timeout", "2s"}
+	const head = "POST /v1/channels/x/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"
+	hold := func(t *testing.T, url string) []net.Conn {
+		t.Helper()
+		addr := strings.TrimPrefix(url, "http://")
+		conns := make([]net.Conn, 50)
+		for i := range conns {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			if _, err := io.WriteString(c, head); err != nil {
+				t.Fatal(err)
+			}
+			conns[i] = c
+		}
+		return conns
+	}
+	healthz := func(t *testing.T, url string) (int, http.Header) {
+		t.Helper()
+		c := &http.Client{Timeout: 30 * time.Second} // a backstop: hitting it fails
+		resp, err := c.Get(url + "/healthz")
+		if err != nil {
+			t.Fatalf("healthz: %v", err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header
+	}
+
+	t.Run("cut", func(t *testing.T) {
+		url, _ := startServe(t, append(repro, "--body-timeout", "300ms")...)
+		for _, c := range hold(t, url) {
+			c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil || resp.StatusCode != http.StatusRequestTimeout || !resp.Close {
+				t.Fatalf("slow body: %v %v, want 408 and Connection: close", resp, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if !strings.Contains(string(body), `"code":"request_timeout"`) {
+				t.Fatalf("408 body %s", body)
+			}
+		}
+		if code, _ := healthz(t, url); code != 200 {
+			t.Fatalf("healthz after the slow bodies: %d", code)
+		}
+	})
+	t.Run("full", func(t *testing.T) {
+		url, _ := startServe(t, append(repro, "--body-timeout", "0", "--body-min-rate", "0")...)
+		hold(t, url)
+		code, h := healthz(t, url)
+		if code != http.StatusServiceUnavailable || h.Get("Retry-After") == "" {
+			t.Fatalf("healthz with the cap full: %d %v, want 503 with Retry-After", code, h)
+		}
+	})
 }

@@ -31,6 +31,11 @@ func writeError(w http.ResponseWriter, err error) {
 	if me.Code == msg.CodeRateLimited && h.Get("Retry-After") == "" {
 		h.Set("Retry-After", "1")
 	}
+	if me.Code == msg.CodeRequestTimeout {
+		// The rest of the body may still be on its way: the connection
+		// cannot carry another request.
+		h.Set("Connection", "close")
+	}
 	if me.Code == msg.CodeUnauthorized {
 		h.Set("WWW-Authenticate", `Bearer realm="duplex"`)
 	}

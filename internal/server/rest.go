@@ -47,7 +47,8 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 	body, err := readBody(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody), r.ContentLength)
 	if err != nil {
 		var mbe *http.MaxBytesError
-		if !errors.As(err, &mbe) {
+		var me *msg.Error // request_timeout, from the body deadline
+		if !errors.As(err, &mbe) && !errors.As(err, &me) {
 			err = msg.Errorf(msg.CodeBadRequest, "read body: %v", err)
 		}
 		w.Header().Set("Connection", "close")

@@ -11,7 +11,6 @@ import (
 
 	"github.com/duplexhq/duplex/internal/hub"
 	"github.com/duplexhq/duplex/msg"
-	"golang.org/x/net/netutil"
 )
 
 // Config configures a Server. The zero value of each field but Hub is
@@ -26,12 +25,28 @@ type Config struct {
 	// MaxMessage plus 1 KiB, so pretty-printed JSON whose compact form fits
 	// is still read; the hub judges the compact size.
 	MaxBody int64
-	// MaxConnections bounds the connections served at once; further ones
-	// wait in the listen backlog. Zero means 20000; negative, no bound.
+	// MaxConnections bounds the connections served at once; one more is
+	// answered 503 unavailable with Retry-After and closed (see
+	// listener.go). Zero means 20000; negative, no bound.
 	MaxConnections int
 	// ReadHeaderTimeout bounds reading a request's headers (no slowloris).
 	// Zero means 10s.
 	ReadHeaderTimeout time.Duration
+	// BodyTimeout bounds reading a request body, from the end of its
+	// headers to its last byte, including a body the handler leaves for
+	// net/http to discard; past it the request is answered 408
+	// request_timeout and its connection closed (see body.go). Zero means
+	// 10s; negative, no bound.
+	BodyTimeout time.Duration
+	// BodyMinRate is the slowest a request body may arrive, in bytes per
+	// second on average, once BodyGrace has passed: the body's read
+	// deadline is its start + BodyGrace + bytes received / BodyMinRate,
+	// never later than BodyTimeout allows. Zero means 1024; negative, no
+	// rate (BodyTimeout alone bounds a body).
+	BodyMinRate int64
+	// BodyGrace is how long a body has before BodyMinRate applies. Zero
+	// means 2s.
+	BodyGrace time.Duration
 	// IdleTimeout bounds an idle keep-alive connection. Zero means 120s.
 	IdleTimeout time.Duration
 	// MaxHeaderBytes bounds a request's headers. Zero means 64 KiB.
@@ -94,6 +109,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ReadHeaderTimeout <= 0 {
 		c.ReadHeaderTimeout = 10 * time.Second
+	}
+	if c.BodyTimeout == 0 {
+		c.BodyTimeout = 10 * time.Second
+	}
+	if c.BodyMinRate == 0 {
+		c.BodyMinRate = 1024
+	}
+	if c.BodyGrace <= 0 {
+		c.BodyGrace = 2 * time.Second
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 120 * time.Second
@@ -207,6 +231,9 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r = s.boundBody(w, r); r == nil {
+		return
+	}
 	if s.cors(w, r) {
 		return
 	}
@@ -224,7 +251,7 @@ func (s *Server) Handler() http.Handler { return s }
 // Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	if s.cfg.MaxConnections > 0 {
-		ln = netutil.LimitListener(ln, s.cfg.MaxConnections)
+		ln = newCapListener(ln, s.cfg.MaxConnections)
 	}
 	return s.http.Serve(ln)
 }

@@ -141,7 +141,7 @@ func (p *wsPoller) run(end func()) {
 }
 
 // socketOf finds the socket under c, looking through wrappers that embed
-// the net.Conn they wrap (netutil.LimitListener's connections do).
+// the net.Conn they wrap (capListener's connections do).
 func socketOf(c net.Conn) (syscall.Conn, bool) {
 	for range 4 {
 		if sc, ok := c.(syscall.Conn); ok {
