@@ -28,7 +28,9 @@ import (
 // a cut connection costs its reconnect far more than that.
 //
 // The total may pass the bound by what one call queues before it looks:
-// one publication's fan-out, one replay, one reply.
+// one publication's fan-out, one reply. Replays do not count (see
+// Session.heldLocked): like the per-session bounds, the bound is on live
+// traffic, and history bounds replays.
 
 // queuedGrew adds n bytes just queued to the total, and trims when the
 // total is over the bound. The caller holds no hub, channel or session
@@ -96,7 +98,7 @@ func (s *Session) heldBytes() int {
 	if s.closed {
 		return 0
 	}
-	return s.queueBytes + s.inflight
+	return s.heldLocked()
 }
 
 // cutSlow closes s as a slow consumer, counted as one, unless it is closed

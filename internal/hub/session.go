@@ -59,8 +59,9 @@ type Session struct {
 	spare      []Item // the batch the owner took last, until Written
 	queueBytes int
 	// inflight is the size of the batch the owner took last and has not
-	// yet written (see Written). With queueBytes it is what the session
-	// holds in Hub.queued, until Written, the next take or the close.
+	// yet written (see Written), replay excepted. With queueBytes it is
+	// what the session holds in Hub.queued (heldLocked), until Written,
+	// the next take or the close.
 	inflight int
 	closed   bool
 	closeErr *msg.CloseError
@@ -220,13 +221,15 @@ func (s *Session) start(ctx context.Context, channel string, st *subState, opts 
 	st.epoch = state.Epoch
 	var grew int
 	if opts.Ack != nil {
-		grew += s.enqueueLocked(Item{Raw: opts.Ack(res)})
+		_, n := s.enqueueLocked(Item{Raw: opts.Ack(res)})
+		grew += n
 	}
 	switch {
 	case from == nil:
 		st.last = state.Latest
 	case gap != nil:
-		grew += s.enqueueLocked(Item{Gap: gap})
+		_, n := s.enqueueLocked(Item{Gap: gap})
+		grew += n
 		st.last = gap.Next - 1
 	default:
 		st.last = from.Offset
@@ -311,16 +314,16 @@ func (s *Session) pushLocked(st *subState, p *Publication) (bool, int) {
 	switch {
 	case p.Epoch != st.epoch:
 		// The channel's history was lost and began again.
-		gapBytes = s.enqueueLocked(Item{Gap: &msg.Gap{Type: msg.TypeGap, Channel: p.Channel, Epoch: p.Epoch, Next: p.Offset}})
+		_, gapBytes = s.enqueueLocked(Item{Gap: &msg.Gap{Type: msg.TypeGap, Channel: p.Channel, Epoch: p.Epoch, Next: p.Offset}})
 		st.epoch = p.Epoch
 	case p.Offset <= st.last:
 		return false, 0 // in both replay and live: queued once already
 	case p.Offset > st.last+1:
-		gapBytes = s.enqueueLocked(Item{Gap: &msg.Gap{Type: msg.TypeGap, Channel: p.Channel, Epoch: p.Epoch, Next: p.Offset}})
+		_, gapBytes = s.enqueueLocked(Item{Gap: &msg.Gap{Type: msg.TypeGap, Channel: p.Channel, Epoch: p.Epoch, Next: p.Offset}})
 	}
 	st.last = p.Offset
-	n := s.enqueueLocked(Item{Pub: p})
-	return n > 0, gapBytes + n
+	ok, n := s.enqueueLocked(Item{Pub: p})
+	return ok, gapBytes + n
 }
 
 // Send queues a transport's own frame, in order with the messages.
@@ -331,27 +334,30 @@ func (s *Session) Send(raw []byte) error {
 		s.mu.Unlock()
 		return err
 	}
-	n := s.enqueueLocked(Item{Raw: raw})
+	_, n := s.enqueueLocked(Item{Raw: raw})
 	s.mu.Unlock()
 	s.h.queuedGrew(int64(n))
 	return nil
 }
 
 // enqueueLocked queues it, or closes the session as a slow consumer when
-// the queue is full. It returns the bytes queued, 0 if it was not: the
-// caller adds them to Hub.queued (queuedGrew) once it holds no lock.
-func (s *Session) enqueueLocked(it Item) int {
+// the queue is full. It reports whether it was queued, and the bytes that
+// count in Hub.queued, which the caller adds (queuedGrew) once it holds no
+// lock.
+func (s *Session) enqueueLocked(it Item) (bool, int) {
 	if s.closed {
-		return 0
+		return false, 0
 	}
 	n := it.size()
+	counted := n
 	if s.replaying {
 		s.slackN++
 		s.slackBytes += n
+		counted = 0 // see heldLocked
 	} else if len(s.queue) >= s.h.cfg.QueueMessages+s.slackN || s.queueBytes+n > s.h.cfg.QueueBytes+s.slackBytes {
 		s.h.slowCuts.Add(1)
 		s.closeLocked(msg.CloseSlow, fmt.Sprintf("outbound queue full (%d messages, %d bytes)", len(s.queue), s.queueBytes))
-		return 0
+		return false, 0
 	}
 	s.queue = append(s.queue, it)
 	s.queueBytes += n
@@ -362,7 +368,15 @@ func (s *Session) enqueueLocked(it Item) int {
 	if s.notify != nil {
 		s.notify()
 	}
-	return n
+	return true, counted
+}
+
+// heldLocked is what the session holds in Hub.queued: its queue and the
+// batch its owner is writing, replays excepted. A replay is bounded by
+// the engine's history, whose publications it shares; counting it would
+// have a reader cut as slow cut again by its own replay as it resumes.
+func (s *Session) heldLocked() int {
+	return s.queueBytes - s.slackBytes + s.inflight
 }
 
 // SetNotify makes the session call f each time it queues an item and when
@@ -413,7 +427,7 @@ func (s *Session) TryNext() ([]Item, error) {
 	clear(s.spare)
 	done := s.inflight
 	s.queue, s.spare = s.spare[:0], items
-	s.inflight, s.queueBytes = s.queueBytes, 0
+	s.inflight, s.queueBytes = s.queueBytes-s.slackBytes, 0
 	s.slackN, s.slackBytes = 0, 0
 	if done != 0 {
 		s.h.queued.Add(-int64(done))
@@ -481,7 +495,7 @@ func (s *Session) closeLocked(code msg.CloseCode, reason string) {
 	// What the owner is writing right now stays in its hands until its
 	// write ends (at most one write's worth, for the write timeout); the
 	// session no longer holds it.
-	if held := s.queueBytes + s.inflight; held != 0 {
+	if held := s.heldLocked(); held != 0 {
 		s.h.queued.Add(-int64(held))
 	}
 	s.queue, s.spare, s.queueBytes, s.inflight = nil, nil, 0, 0
