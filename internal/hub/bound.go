@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/duplexhq/duplex/msg"
 )
@@ -48,14 +49,23 @@ func (h *Hub) queuedGrew(n int64) {
 // goroutine is at it. It looks again after letting go, so an add that came
 // while another trimmed and found it busy is not left over the bound.
 func (h *Hub) trim() {
+	if last := h.idleScan.Load(); last != 0 && time.Since(time.Unix(0, last)) < idleScanPause {
+		return
+	}
 	for h.queued.Load() > h.cfg.MaxQueuedBytes && h.trimming.CompareAndSwap(false, true) {
 		cut := h.cutLargest()
 		h.trimming.Store(false)
 		if cut == 0 {
-			return // nothing holds bytes any more: what is left is in flight
+			// Nobody holds MinCutBytes: a burst in flight, not a backlog.
+			h.idleScan.Store(time.Now().UnixNano())
+			return
 		}
 	}
 }
+
+// idleScanPause is how long trims rest after one that found nothing to
+// cut.
+const idleScanPause = 10 * time.Millisecond
 
 // holding is one session's share of the total, as the snapshot saw it.
 type holding struct {
@@ -80,7 +90,7 @@ func (h *Hub) cutLargest() int {
 	cut := 0
 	for _, c := range all {
 		total := h.queued.Load()
-		if total <= limit || c.held == 0 {
+		if total <= limit || c.held < h.cfg.MinCutBytes {
 			break
 		}
 		reason := fmt.Sprintf("hub outbound memory over its bound (%d bytes queued, bound %d); this session held %d", total, limit, c.held)

@@ -76,7 +76,7 @@ func TestMaxQueuedBytesCutsLargestFirst(t *testing.T) {
 	// The three laggards gain 6 publications a round: the bound lets
 	// round 2 (12 in all) pass and round 3 (18) go over.
 	bound := 14 * size
-	h, _ := newHub(t, hub.Config{MaxQueuedBytes: bound, QueueBytes: 1 << 20}, memory.Config{})
+	h, _ := newHub(t, hub.Config{MaxQueuedBytes: bound, QueueBytes: 1 << 20, MinCutBytes: 1}, memory.Config{})
 	ctx := context.Background()
 	for _, c := range []string{"a", "b", "c"} {
 		for range 9 {
@@ -165,5 +165,51 @@ func TestMaxQueuedBytesNegativeMeansNoBound(t *testing.T) {
 	h2, _ := newHub(t, hub.Config{}, memory.Config{})
 	if got := h2.Config().MaxQueuedBytes; got != hub.DefaultMaxQueuedBytes {
 		t.Fatalf("zero MaxQueuedBytes = %d, want %d", got, hub.DefaultMaxQueuedBytes)
+	}
+}
+
+// TestMaxQueuedBytesSparesSmallHolders: a fan-out that takes the total
+// over the bound while no session holds MinCutBytes — a burst to many
+// readers, each holding one message — cuts nobody; once one session's
+// backlog reaches MinCutBytes it is cut, and only it.
+func TestMaxQueuedBytesSparesSmallHolders(t *testing.T) {
+	const floor = 4096
+	h, _ := newHub(t, hub.Config{MaxQueuedBytes: 2000, MinCutBytes: floor}, memory.Config{})
+	ctx := context.Background()
+	var readers []*hub.Session
+	for range 20 {
+		s, _ := h.NewSession()
+		defer s.Release()
+		if _, err := s.Subscribe(ctx, "c", hub.SubscribeOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		readers = append(readers, s)
+	}
+	big := []byte(`"0123456789012345678901234567890123456789012345678901234567890123456789"`)
+	h.Publish(ctx, "c", big) // 20 × ~150 bytes: over 2000 in all
+	if h.Stats().QueuedBytes <= 2000 || h.Stats().SlowCuts != 0 {
+		t.Fatalf("burst: queued %d, %d cuts; want over the bound and none cut", h.Stats().QueuedBytes, h.Stats().SlowCuts)
+	}
+	for _, s := range readers[1:] { // all but the first keep up
+		s.TryNext()
+		s.Written()
+	}
+	for h.Stats().SlowCuts == 0 {
+		h.Publish(ctx, "c", big)
+		for _, s := range readers[1:] {
+			s.TryNext()
+			s.Written()
+		}
+	}
+	if readers[0].Err() == nil || msg.CloseCodeOf(readers[0].Err()) != msg.CloseSlow {
+		t.Fatalf("the laggard: %v, want closed as slow", readers[0].Err())
+	}
+	for i, s := range readers[1:] {
+		if s.Err() != nil {
+			t.Fatalf("reader %d that kept up was cut: %v", i+1, s.Err())
+		}
+	}
+	if n := h.Stats().SlowCuts; n != 1 {
+		t.Fatalf("%d cuts, want 1", n)
 	}
 }

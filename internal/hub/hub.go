@@ -36,18 +36,24 @@ type Config struct {
 	// and not yet written (see Session.Written). When queueing takes the
 	// total past it, the sessions holding the most are closed with
 	// msg.CloseSlow, largest first, until the total is back under it.
-	// Zero means 1 GiB (DefaultMaxQueuedBytes); negative, no bound.
+	// Zero means 256 MiB (DefaultMaxQueuedBytes); negative, no bound.
 	MaxQueuedBytes int64
+	// MinCutBytes is the least a session must hold to be cut by
+	// MaxQueuedBytes. A reader that keeps up holds a few messages at
+	// most, so a fan-out burst that passes the bound for a moment cuts
+	// nobody; readers that take nothing pass it soon. Zero means 1 MiB.
+	MinCutBytes int
 }
 
 // DefaultMaxQueuedBytes is MaxQueuedBytes when it is zero. Bytes are
 // counted as QueueBytes counts them, once per session that holds an item,
 // although a publication's encoding is shared by every session: the count
-// errs high. 1 GiB lets 64 sessions be backed up to the default QueueBytes
-// at once, and a 64 KiB publication still reach over 16,000 sessions in
-// one fan-out, while a crowd of readers that never read (each held only
-// by its write timeout) can no longer take the process's memory with it.
-const DefaultMaxQueuedBytes = 1 << 30
+// errs high. 256 MiB lets 16 sessions be backed up to the default
+// QueueBytes at once, and is well under the 600 MB that 2,000 SSE readers
+// that never read were seen to take; a legitimate burst that passes it
+// (a 64 KiB publication to 5,000 subscribers) cuts nobody, since no
+// session holds MinCutBytes.
+const DefaultMaxQueuedBytes = 256 << 20
 
 func (c Config) withDefaults() Config {
 	if c.Logger == nil {
@@ -67,6 +73,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxQueuedBytes == 0 {
 		c.MaxQueuedBytes = DefaultMaxQueuedBytes
+	}
+	if c.MinCutBytes <= 0 {
+		c.MinCutBytes = 1 << 20
 	}
 	return c
 }
@@ -100,6 +109,10 @@ type Hub struct {
 	// trimming is set while one goroutine cuts sessions over
 	// MaxQueuedBytes; the others go on queueing.
 	trimming atomic.Bool
+	// idleScan is when (Unix nanoseconds) a trim last found no session
+	// holding MinCutBytes; trims wait idleScanPause after it, so a long
+	// burst over the bound does not scan every session per publication.
+	idleScan atomic.Int64
 }
 
 // channel is the hub-side list of sessions subscribed to one channel.

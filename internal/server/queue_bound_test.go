@@ -96,7 +96,7 @@ func TestMaxQueuedBytesCutsNonReaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := hubtest.Start(t, &hubtest.Options{
-		Hub: hub.Config{MaxQueuedBytes: bound},
+		Hub: hub.Config{MaxQueuedBytes: bound, MinCutBytes: 64 << 10},
 		// Only the hub cuts the non-readers here, never their write
 		// timeout: the test reads them only at the end.
 		Server:   server.Config{WriteDelay: -1, WriteTimeout: 2 * time.Minute},
