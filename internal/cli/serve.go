@@ -40,6 +40,7 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 		maxChannels    = fs.Int("max-channels", 128, "channels per connection")
 		queueMessages  = fs.Int("queue-messages", 4096, "outbound queue per connection, in messages (slow consumers are cut)")
 		queueBytes     = fs.Int("queue-bytes", 16<<20, "outbound queue per connection, in bytes")
+		maxQueuedBytes = fs.Int64("max-queued-bytes", hub.DefaultMaxQueuedBytes, "outbound bytes held for all connections together; past it the largest backlogs are cut as slow consumers (negative: no bound)")
 		maxConns       = fs.Int("max-connections", 20000, "connections served at once; one more is answered 503 with Retry-After and closed")
 		maxWebSockets  = fs.Int("max-websockets", 0, "WebSocket connections open at once; further upgrades get 503 (0: 90% of --max-connections)")
 		writeDelay     = fs.Duration("write-delay", 30*time.Millisecond, "coalesce writes to a WebSocket, SSE or NDJSON connection that receives faster than one write per this period, holding its messages up to this long (0: write at once)")
@@ -92,6 +93,7 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 	h, err := hub.New(ctx, hub.Config{
 		Engine: engine, Logger: logger, MaxMessage: *maxMessage, MaxChannels: *maxChannels,
 		QueueMessages: *queueMessages, QueueBytes: *queueBytes,
+		MaxQueuedBytes: *maxQueuedBytes,
 	})
 	if err != nil {
 		return err

@@ -21,5 +21,7 @@
 // Lock order: Session.subMu, then engine stream locks, then Hub.mu, then
 // channel.mu, then Session.mu. The engine calls the hub's Handler with its
 // stream lock held, so the hub never calls the engine while holding Hub.mu,
-// a channel.mu or a Session.mu.
+// a channel.mu or a Session.mu. The hub-wide bound on queued bytes
+// (bound.go) adds no mutex: it counts with atomics, and its slow path takes
+// Hub.mu for reading, lets go, then each Session.mu alone.
 package hub

@@ -30,7 +30,29 @@ type Config struct {
 	// QueueBytes bounds the bytes waiting in one session's queue. Zero
 	// means 16 MiB.
 	QueueBytes int
+	// MaxQueuedBytes bounds the bytes held for all sessions together:
+	// what waits in their queues plus the batch each transport has taken
+	// and not yet written (see Session.Written). When queueing takes the
+	// total past it, the sessions holding the most are closed with
+	// msg.CloseSlow, largest first, until the total is back under it.
+	// Zero means 256 MiB (DefaultMaxQueuedBytes); negative, no bound.
+	MaxQueuedBytes int64
+	// MinCutBytes is the least a session must hold to be cut by
+	// MaxQueuedBytes. A reader that keeps up holds a few messages at
+	// most, so a fan-out burst that passes the bound for a moment cuts
+	// nobody; readers that take nothing pass it soon. Zero means 1 MiB.
+	MinCutBytes int
 }
+
+// DefaultMaxQueuedBytes is MaxQueuedBytes when it is zero. Bytes are
+// counted as QueueBytes counts them, once per session that holds an item,
+// although a publication's encoding is shared by every session: the count
+// errs high. 256 MiB lets 16 sessions be backed up to the default
+// QueueBytes at once, and is well under the 600 MB that 2,000 SSE readers
+// that never read were seen to take; a legitimate burst that passes it
+// (a 64 KiB publication to 5,000 subscribers) cuts nobody, since no
+// session holds MinCutBytes.
+const DefaultMaxQueuedBytes = 256 << 20
 
 func (c Config) withDefaults() Config {
 	if c.Logger == nil {
@@ -47,6 +69,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.QueueBytes <= 0 {
 		c.QueueBytes = 16 << 20
+	}
+	if c.MaxQueuedBytes == 0 {
+		c.MaxQueuedBytes = DefaultMaxQueuedBytes
+	}
+	if c.MinCutBytes <= 0 {
+		c.MinCutBytes = 1 << 20
 	}
 	return c
 }
@@ -70,6 +98,20 @@ type Hub struct {
 	published atomic.Uint64
 	delivered atomic.Uint64
 	slowCuts  atomic.Uint64
+
+	// queued is the sum of every open session's held bytes (see
+	// Session.held). Sessions subtract under their own lock; whoever
+	// queues adds after, in bulk (one add per publication on the fan-out
+	// path), so it may lag behind the true sum by what is being queued
+	// right now, never run ahead of it. See queuedGrew.
+	queued atomic.Int64
+	// trimming is set while one goroutine cuts sessions over
+	// MaxQueuedBytes; the others go on queueing.
+	trimming atomic.Bool
+	// idleScan is when (Unix nanoseconds) a trim last found no session
+	// holding MinCutBytes; trims wait idleScanPause after it, so a long
+	// burst over the bound does not scan every session per publication.
+	idleScan atomic.Int64
 }
 
 // channel is the hub-side list of sessions subscribed to one channel.
@@ -107,6 +149,9 @@ func (h *Hub) Config() Config { return h.cfg }
 type Stats struct {
 	Published, Delivered, SlowCuts uint64
 	Sessions, Channels             int
+	// QueuedBytes is what the sessions hold now (see
+	// Config.MaxQueuedBytes).
+	QueuedBytes int64
 }
 
 // Stats returns the hub's counters.
@@ -117,6 +162,7 @@ func (h *Hub) Stats() Stats {
 	s.Published = h.published.Load()
 	s.Delivered = h.delivered.Load()
 	s.SlowCuts = h.slowCuts.Load()
+	s.QueuedBytes = max(h.queued.Load(), 0)
 	return s
 }
 
@@ -189,14 +235,18 @@ func (h *Hub) deliver(p *Publication) {
 		return
 	}
 	var queued uint64
+	var grew int64
 	ch.mu.Lock()
 	for s := range ch.subs {
-		if s.push(p) {
+		ok, n := s.push(p)
+		if ok {
 			queued++
 		}
+		grew += int64(n)
 	}
 	ch.mu.Unlock()
 	h.delivered.Add(queued)
+	h.queuedGrew(grew)
 }
 
 // attach registers s on name so deliver reaches it.

@@ -56,11 +56,16 @@ type Session struct {
 	mu         sync.Mutex // guards everything below
 	subs       map[string]*subState
 	queue      []Item
-	spare      []Item
+	spare      []Item // the batch the owner took last, until Written
 	queueBytes int
-	closed     bool
-	closeErr   *msg.CloseError
-	released   bool
+	// inflight is the size of the batch the owner took last and has not
+	// yet written (see Written), replay excepted. With queueBytes it is
+	// what the session holds in Hub.queued (heldLocked), until Written,
+	// the next take or the close.
+	inflight int
+	closed   bool
+	closeErr *msg.CloseError
+	released bool
 	// replaying is set while Subscribe queues a replay. Replay items do
 	// not count against the queue bounds (history bounds them): they
 	// raise the bounds by slackN and slackBytes until the owner takes the
@@ -208,20 +213,23 @@ func (s *Session) start(ctx context.Context, channel string, st *subState, opts 
 
 	res := SubscribeResult{Channel: channel, Epoch: state.Epoch, Offset: state.Latest}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
 		// Stays in subs and attached: Release detaches it.
+		s.mu.Unlock()
 		return res, nil
 	}
 	st.epoch = state.Epoch
+	var grew int
 	if opts.Ack != nil {
-		s.enqueueLocked(Item{Raw: opts.Ack(res)})
+		_, n := s.enqueueLocked(Item{Raw: opts.Ack(res)})
+		grew += n
 	}
 	switch {
 	case from == nil:
 		st.last = state.Latest
 	case gap != nil:
-		s.enqueueLocked(Item{Gap: gap})
+		_, n := s.enqueueLocked(Item{Gap: gap})
+		grew += n
 		st.last = gap.Next - 1
 	default:
 		st.last = from.Offset
@@ -229,20 +237,26 @@ func (s *Session) start(ctx context.Context, channel string, st *subState, opts 
 	var queued uint64
 	s.replaying = true
 	for _, p := range replay {
-		if s.pushLocked(st, p) {
+		ok, n := s.pushLocked(st, p)
+		if ok {
 			queued++
 		}
+		grew += n
 	}
 	s.replaying = false
 	pending := st.pending
 	st.pending = nil
 	st.recovering = false
 	for _, p := range pending {
-		if s.pushLocked(st, p) {
+		ok, n := s.pushLocked(st, p)
+		if ok {
 			queued++
 		}
+		grew += n
 	}
+	s.mu.Unlock()
 	h.delivered.Add(queued)
+	h.queuedGrew(int64(grew))
 	return res, nil
 }
 
@@ -270,69 +284,80 @@ func (s *Session) Channels() int {
 
 // push queues a live publication and reports whether it did (a
 // publication held back while the channel replays is counted when it is
-// queued). It never blocks.
-func (s *Session) push(p *Publication) bool {
+// queued), and the bytes it queued, for the caller to add to Hub.queued.
+// It never blocks.
+func (s *Session) push(p *Publication) (bool, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.subs[p.Channel]
 	if st == nil || s.closed {
-		return false
+		return false, 0
 	}
 	if st.recovering {
 		if len(st.pending) >= s.h.cfg.QueueMessages {
 			s.closeLocked(msg.CloseSlow, "too many messages while replaying")
-			return false
+			return false, 0
 		}
 		st.pending = append(st.pending, p)
-		return false
+		return false, 0
 	}
 	return s.pushLocked(st, p)
 }
 
 // pushLocked queues p unless the session has it already, announcing a gap
 // when p does not follow what was queued before. It reports whether p was
-// queued. Callers count deliveries in bulk: one atomic add per
-// publication, not one per subscriber on the fan-out path.
-func (s *Session) pushLocked(st *subState, p *Publication) bool {
+// queued, and the bytes queued (p's and a gap's). Callers count deliveries
+// and bytes in bulk: one atomic add per publication, not one per
+// subscriber on the fan-out path.
+func (s *Session) pushLocked(st *subState, p *Publication) (bool, int) {
+	var gapBytes int
 	switch {
 	case p.Epoch != st.epoch:
 		// The channel's history was lost and began again.
-		s.enqueueLocked(Item{Gap: &msg.Gap{Type: msg.TypeGap, Channel: p.Channel, Epoch: p.Epoch, Next: p.Offset}})
+		_, gapBytes = s.enqueueLocked(Item{Gap: &msg.Gap{Type: msg.TypeGap, Channel: p.Channel, Epoch: p.Epoch, Next: p.Offset}})
 		st.epoch = p.Epoch
 	case p.Offset <= st.last:
-		return false // in both replay and live: queued once already
+		return false, 0 // in both replay and live: queued once already
 	case p.Offset > st.last+1:
-		s.enqueueLocked(Item{Gap: &msg.Gap{Type: msg.TypeGap, Channel: p.Channel, Epoch: p.Epoch, Next: p.Offset}})
+		_, gapBytes = s.enqueueLocked(Item{Gap: &msg.Gap{Type: msg.TypeGap, Channel: p.Channel, Epoch: p.Epoch, Next: p.Offset}})
 	}
 	st.last = p.Offset
-	return s.enqueueLocked(Item{Pub: p})
+	ok, n := s.enqueueLocked(Item{Pub: p})
+	return ok, gapBytes + n
 }
 
 // Send queues a transport's own frame, in order with the messages.
 func (s *Session) Send(raw []byte) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
-		return s.closeErr
+		err := s.closeErr
+		s.mu.Unlock()
+		return err
 	}
-	s.enqueueLocked(Item{Raw: raw})
+	_, n := s.enqueueLocked(Item{Raw: raw})
+	s.mu.Unlock()
+	s.h.queuedGrew(int64(n))
 	return nil
 }
 
 // enqueueLocked queues it, or closes the session as a slow consumer when
-// the queue is full. It reports whether it was queued.
-func (s *Session) enqueueLocked(it Item) bool {
+// the queue is full. It reports whether it was queued, and the bytes that
+// count in Hub.queued, which the caller adds (queuedGrew) once it holds no
+// lock.
+func (s *Session) enqueueLocked(it Item) (bool, int) {
 	if s.closed {
-		return false
+		return false, 0
 	}
 	n := it.size()
+	counted := n
 	if s.replaying {
 		s.slackN++
 		s.slackBytes += n
+		counted = 0 // see heldLocked
 	} else if len(s.queue) >= s.h.cfg.QueueMessages+s.slackN || s.queueBytes+n > s.h.cfg.QueueBytes+s.slackBytes {
 		s.h.slowCuts.Add(1)
 		s.closeLocked(msg.CloseSlow, fmt.Sprintf("outbound queue full (%d messages, %d bytes)", len(s.queue), s.queueBytes))
-		return false
+		return false, 0
 	}
 	s.queue = append(s.queue, it)
 	s.queueBytes += n
@@ -343,7 +368,15 @@ func (s *Session) enqueueLocked(it Item) bool {
 	if s.notify != nil {
 		s.notify()
 	}
-	return true
+	return true, counted
+}
+
+// heldLocked is what the session holds in Hub.queued: its queue and the
+// batch its owner is writing, replays excepted. A replay is bounded by
+// the engine's history, whose publications it shares; counting it would
+// have a reader cut as slow cut again by its own replay as it resumes.
+func (s *Session) heldLocked() int {
+	return s.queueBytes - s.slackBytes + s.inflight
 }
 
 // SetNotify makes the session call f each time it queues an item and when
@@ -374,7 +407,12 @@ func (s *Session) Done() <-chan struct{} { return s.done }
 
 // TryNext takes every queued item without waiting. It returns the close
 // error, a *msg.CloseError, once the session is closed. The returned slice
-// is valid until the next call of TryNext or Next.
+// is valid until the next call of TryNext, Next or Written.
+//
+// What it takes still counts in the hub's total (Config.MaxQueuedBytes)
+// until the owner calls Written or takes again: a reader that does not
+// read holds its bytes in the transport's write, not in the queue, and
+// the bound must see them there.
 func (s *Session) TryNext() ([]Item, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -382,14 +420,46 @@ func (s *Session) TryNext() ([]Item, error) {
 		return nil, s.closeErr
 	}
 	if len(s.queue) == 0 {
+		s.writtenLocked()
 		return nil, nil
 	}
 	items := s.queue
 	clear(s.spare)
+	done := s.inflight
 	s.queue, s.spare = s.spare[:0], items
-	s.queueBytes = 0
+	s.inflight, s.queueBytes = s.queueBytes-s.slackBytes, 0
 	s.slackN, s.slackBytes = 0, 0
+	if done != 0 {
+		s.h.queued.Add(-int64(done))
+	}
 	return items, nil
+}
+
+// Written tells the session that its owner is done with the items it took
+// last (written them, or given up): they stop counting in the hub's total
+// and the session drops its references to them. Only the goroutine that
+// took them may call it, before it lets another take.
+func (s *Session) Written() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.writtenLocked()
+}
+
+// Pending reports whether items are queued or the session has closed: a
+// writer about to go idle asks it in one call.
+func (s *Session) Pending() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queue) > 0 || s.closed
+}
+
+func (s *Session) writtenLocked() {
+	clear(s.spare)
+	s.spare = s.spare[:0]
+	if s.inflight != 0 {
+		s.h.queued.Add(-int64(s.inflight))
+		s.inflight = 0
+	}
 }
 
 // Next waits until items are queued, the session closes, or ctx is done,
@@ -422,7 +492,13 @@ func (s *Session) closeLocked(code msg.CloseCode, reason string) {
 	}
 	s.closed = true
 	s.closeErr = &msg.CloseError{Code: code, Reason: reason}
-	s.queue, s.spare, s.queueBytes = nil, nil, 0
+	// What the owner is writing right now stays in its hands until its
+	// write ends (at most one write's worth, for the write timeout); the
+	// session no longer holds it.
+	if held := s.heldLocked(); held != 0 {
+		s.h.queued.Add(-int64(held))
+	}
+	s.queue, s.spare, s.queueBytes, s.inflight = nil, nil, 0, 0
 	close(s.done)
 	select {
 	case s.ready <- struct{}{}:

@@ -185,6 +185,9 @@ func TestPySocks(t *testing.T) {
 		{"socks4a", "origin.test", pport, nil, true},
 		{"socks5", "127.0.0.1", pport, nil, true},
 		{"socks5h", "origin.test", pport, nil, true},
+		// Credentials for a proxy without --auth: PySocks offers both
+		// methods and the proxy picks "none" (docs/proxy.md).
+		{"socks5h", "origin.test", pport, []string{"u", "p"}, true},
 		{"socks5h", "origin.test", aport, []string{"u", "p"}, true},
 		{"socks5h", "origin.test", aport, []string{"u", "wrong"}, false},
 		{"socks4", "127.0.0.1", aport, []string{"u"}, false},

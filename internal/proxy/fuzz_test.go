@@ -141,6 +141,8 @@ func FuzzServeConn(f *testing.F) {
 	f.Add([]byte("GET http://origin.test/ HTTP/1.1\r\nHost: origin.test\r\n\r\n"))
 	f.Add([]byte("CONNECT origin.test:80 HTTP/1.1\r\nHost: x\r\n\r\n"))
 	f.Add([]byte("\x05\x01\x00\x05\x03\x00\x01\x00\x00\x00\x00\x00\x00"))
+	// Only username/password offered, to a proxy without credentials: 0xFF.
+	f.Add([]byte("\x05\x01\x02\x01\x01u\x01p\x05\x01\x00\x01\x7f\x00\x00\x01\x1f\x90"))
 	s, err := New(Config{
 		HandshakeTimeout: time.Second,
 		IdleTimeout:      time.Second,

@@ -352,19 +352,15 @@ func (s *Server) serveSOCKS5(c *conn) {
 	if len(s.cfg.Credentials) > 0 {
 		want = methodPassword
 	}
+	// Exactly one method is acceptable: password with --auth, none
+	// without. A client that offers only username/password to a proxy
+	// without --auth gets "no acceptable methods", as RFC 1928 has it and
+	// as dante answers; accepting any credentials instead would teach
+	// clients that a proxy checks passwords it does not (docs/proxy.md).
 	chosen := byte(methodNoAccept)
 	for _, m := range methods {
 		if m == want {
 			chosen = want
-		}
-	}
-	if chosen == methodNoAccept && want == methodNone {
-		// No credentials configured, but the client insists on sending
-		// some: take them and accept any.
-		for _, m := range methods {
-			if m == methodPassword {
-				chosen = methodPassword
-			}
 		}
 	}
 	if _, err := c.nc.Write([]byte{5, chosen}); err != nil {

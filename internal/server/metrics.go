@@ -22,8 +22,11 @@ func (s *Server) metricsHandler() http.Handler {
 			Name: "duplex_delivered_total", Help: "Publications queued to sessions.",
 		}, func() float64 { return float64(s.hub.Stats().Delivered) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "duplex_slow_consumer_closes_total", Help: "Sessions closed because their queue overflowed.",
+			Name: "duplex_slow_consumer_closes_total", Help: "Sessions closed as slow consumers: their queue overflowed, or they held the most when the hub passed --max-queued-bytes.",
 		}, func() float64 { return float64(s.hub.Stats().SlowCuts) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "duplex_queued_bytes", Help: "Outbound bytes held for all sessions: queued, or taken by a transport and not yet written (bound: --max-queued-bytes).",
+		}, func() float64 { return float64(s.hub.Stats().QueuedBytes) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "duplex_sessions", Help: "Open streaming sessions (ws, sse, stream, poll).",
 		}, func() float64 { return float64(s.hub.Stats().Sessions) }),

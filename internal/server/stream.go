@@ -193,6 +193,7 @@ func (c *streamConn) run(gone <-chan struct{}, sess *hub.Session, heartbeat time
 			if err := c.write(b); err != nil {
 				return err
 			}
+			sess.Written()
 			if c.delay > 0 {
 				last = time.Now()
 			}

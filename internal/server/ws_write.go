@@ -275,8 +275,11 @@ func (wc *wsConn) drain(buf *[]byte, blocking bool) {
 // write side back, unless another writer already has, and reports true —
 // the caller must see to it.
 func (wc *wsConn) release() bool {
+	// What was written stops counting in the hub's total; this must come
+	// before another writer may take the session's next batch.
+	wc.sess.Written()
 	wc.writing.Store(false)
-	if wc.sess.QueueLen() == 0 && wc.sess.Err() == nil && !wc.pingDue.Load() {
+	if !wc.sess.Pending() && !wc.pingDue.Load() {
 		return false
 	}
 	return wc.writing.CompareAndSwap(false, true)
