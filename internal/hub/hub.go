@@ -71,6 +71,7 @@ type Hub struct {
 	published atomic.Uint64
 	delivered atomic.Uint64
 	slowCuts  atomic.Uint64
+	lostSigs  atomic.Uint64
 }
 
 // channel is the hub-side list of sessions subscribed to one channel.
@@ -95,7 +96,7 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 		channels: make(map[string]*channel),
 		sessions: make(map[*Session]struct{}),
 	}
-	if err := h.engine.Start(ctx, h.deliver); err != nil {
+	if err := h.engine.Start(ctx, Handlers{Deliver: h.deliver, Lost: h.lost}); err != nil {
 		return nil, err
 	}
 	return h, nil
@@ -107,7 +108,10 @@ func (h *Hub) Config() Config { return h.cfg }
 // Stats are counters since the hub started.
 type Stats struct {
 	Published, Delivered, SlowCuts uint64
-	Sessions, Channels             int
+	// Lost counts the engine's "publications of a channel may have been
+	// missed" signals (see Handlers.Lost).
+	Lost               uint64
+	Sessions, Channels int
 }
 
 // Stats returns the hub's counters.
@@ -118,6 +122,7 @@ func (h *Hub) Stats() Stats {
 	s.Published = h.published.Load()
 	s.Delivered = h.delivered.Load()
 	s.SlowCuts = h.slowCuts.Load()
+	s.Lost = h.lostSigs.Load()
 	return s
 }
 

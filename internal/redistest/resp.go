@@ -2,9 +2,9 @@ package redistest
 
 import (
 	"bufio"
-	"io"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"

@@ -40,7 +40,7 @@ type Server struct {
 	// ended is set when the test ends: a StopFor timer firing later must
 	// not start a process nobody will kill.
 	ended bool
-	cmd  *exec.Cmd
+	cmd   *exec.Cmd
 	// exited is closed when cmd has been waited for.
 	exited chan struct{}
 }
