@@ -85,9 +85,9 @@ type Engine struct {
 	// exists, and only read after.
 	handlers hub.Handlers
 
-	mu       sync.Mutex // guards started, closed, subs, shards
-	started  bool
-	closed   bool
+	mu      sync.Mutex // guards started, closed, subs, shards
+	started bool
+	closed  bool
 	// subs holds the channels with more Subscribe than Unsubscribe calls.
 	subs map[string]*chanState
 	// shards are the pub/sub connections: one on a single Redis (key 0),

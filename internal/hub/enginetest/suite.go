@@ -511,4 +511,3 @@ func testCanceledContext(t *testing.T, e *env) {
 		t.Fatalf("a canceled Publish took offset %d", p.Offset-1)
 	}
 }
-
