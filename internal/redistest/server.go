@@ -79,6 +79,9 @@ func Start(t testing.TB, opts *Options) *Server {
 // URL is redis://127.0.0.1:port/0.
 func (s *Server) URL() string { return "redis://" + s.Addr + "/0" }
 
+// errEnded refuses a launch after the test's cleanup.
+var errEnded = errors.New("redistest: the test has ended")
+
 // freePort returns a loopback port free now; for a cluster node the
 // cluster bus port (port+10000) must be free too.
 func freePort(cluster bool) (int, error) {
@@ -111,7 +114,7 @@ func (s *Server) launch() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended {
-		return errors.New("the test has ended")
+		return errEnded
 	}
 	args := []string{
 		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
@@ -211,7 +214,7 @@ func (s *Server) StopFor(d time.Duration) <-chan struct{} {
 	back := make(chan struct{})
 	time.AfterFunc(d, func() {
 		defer close(back)
-		if err := s.launch(); err != nil {
+		if err := s.launch(); err != nil && !errors.Is(err, errEnded) {
 			s.t.Errorf("redistest: start after stop: %v", err)
 		}
 	})

@@ -172,6 +172,18 @@ func (e *Engine) callContext(ctx context.Context) (context.Context, context.Canc
 	return context.WithTimeout(ctx, e.cfg.Timeout)
 }
 
+// callError wraps err from a call named op made under callContext(parent).
+// When the engine's own timeout ran out, not the caller's context, the
+// error says Redis did not answer and no longer wraps
+// context.DeadlineExceeded: the hub then reports the engine unavailable
+// instead of passing on a deadline the caller never set.
+func (e *Engine) callError(parent context.Context, op string, err error) error {
+	if parent.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+		return fmt.Errorf("redis %s: no answer within %v", op, e.cfg.Timeout)
+	}
+	return fmt.Errorf("redis %s: %w", op, err)
+}
+
 // Keys of a channel: its meta hash, its history stream and its pub/sub
 // channel, all in the hash slot of {channel}.
 func (e *Engine) metaKey(ch string) string    { return e.cfg.Prefix + ":{" + ch + "}:m" }
@@ -192,6 +204,7 @@ func (e *Engine) Publish(ctx context.Context, channel string, data json.RawMessa
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	parent := ctx
 	ctx, cancel := e.callContext(ctx)
 	defer cancel()
 	sharded := "0"
@@ -206,7 +219,7 @@ func (e *Engine) Publish(ctx context.Context, channel string, data json.RawMessa
 	).Slice()
 	e.stats.observe(time.Since(start), err)
 	if err != nil {
-		return nil, fmt.Errorf("redis publish: %w", err)
+		return nil, e.callError(parent, "publish", err)
 	}
 	if len(res) != 3 {
 		return nil, fmt.Errorf("redis publish: unexpected reply %v", res)
@@ -226,6 +239,7 @@ func (e *Engine) History(ctx context.Context, channel string, q hub.HistoryQuery
 	if err := ctx.Err(); err != nil {
 		return hub.StreamState{}, nil, err
 	}
+	parent := ctx
 	ctx, cancel := e.callContext(ctx)
 	defer cancel()
 	limit := q.Limit
@@ -239,7 +253,7 @@ func (e *Engine) History(ctx context.Context, channel string, q hub.HistoryQuery
 	).Slice()
 	e.stats.observe(time.Since(start), err)
 	if err != nil {
-		return hub.StreamState{}, nil, fmt.Errorf("redis history: %w", err)
+		return hub.StreamState{}, nil, e.callError(parent, "history", err)
 	}
 	if len(res) < 3 || (len(res)-3)%3 != 0 {
 		return hub.StreamState{}, nil, fmt.Errorf("redis history: unexpected reply of %d items", len(res))

@@ -34,6 +34,7 @@ func (e *Engine) Subscribe(ctx context.Context, channel string) error {
 	}
 	st.count++
 	e.mu.Unlock()
+	parent := ctx
 	ctx, cancel := e.callContext(ctx)
 	defer cancel()
 	select {
@@ -42,7 +43,7 @@ func (e *Engine) Subscribe(ctx context.Context, channel string) error {
 	case <-ctx.Done():
 		// Not in place: this call does not count.
 		e.Unsubscribe(context.WithoutCancel(ctx), channel)
-		return ctx.Err()
+		return e.callError(parent, "subscribe", ctx.Err())
 	}
 }
 
