@@ -17,6 +17,7 @@ func TestImportDirections(t *testing.T) {
 		{"client", []string{"internal/", "web"}},
 		{"internal/hub", []string{"internal/engine", "internal/server", "internal/proxy", "internal/cli", "internal/bench", "client", "net/http"}},
 		{"internal/engine/memory", []string{"internal/server", "internal/proxy", "internal/cli", "net/http"}},
+		{"internal/engine/redis", []string{"internal/server", "internal/proxy", "internal/cli", "internal/engine/memory", "net/http"}},
 		{"internal/server", []string{"internal/engine", "internal/proxy", "internal/cli", "internal/bench", "client"}},
 		{"internal/proxy", []string{"msg", "client", "internal/hub", "internal/server", "internal/engine", "internal/cli", "internal/bench"}},
 		{"internal/bench", []string{"internal/hub", "internal/server", "internal/engine", "internal/proxy", "internal/cli"}},

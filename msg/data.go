@@ -50,6 +50,20 @@ func CompactData(data []byte, maxLen int) (json.RawMessage, error) {
 	return buf.Bytes(), nil
 }
 
+// CheckStored checks data read back from a store that anything may have
+// written (Redis): it must be what CompactData returns — one JSON value of
+// valid Unicode, compact enough to be one line. Size is not checked: the
+// limit applied when it was published.
+func CheckStored(data []byte) error {
+	if !json.Valid(data) {
+		return Errorf(CodeInvalidJSON, "stored data is not valid JSON")
+	}
+	if bytes.ContainsAny(data, "\r\n") {
+		return Errorf(CodeInvalidJSON, "stored data is not compact JSON")
+	}
+	return checkStrings(data)
+}
+
 // syntaxError names where data stops being JSON. json.Compact's errors
 // carry no offset, so the (rare) error path asks json.Unmarshal, whose
 // do.

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/duplexhq/duplex/internal/engine/memory"
 	"github.com/duplexhq/duplex/internal/hub"
 	"github.com/duplexhq/duplex/internal/server"
 	"github.com/duplexhq/duplex/web"
@@ -33,7 +32,8 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 	fs := newFlagSet(stdio, "serve", "[flags]")
 	var (
 		listen         = fs.String("listen", envOr("DUPLEX_LISTEN", "127.0.0.1:8080"), "address to listen on (env DUPLEX_LISTEN)")
-		engineURL      = fs.String("engine", envOr("DUPLEX_ENGINE", "memory"), "engine: memory, or redis://host:6379/0 (env DUPLEX_ENGINE)")
+		engineURL      = fs.String("engine", envOr("DUPLEX_ENGINE", "memory"), "engine: memory, redis://host:6379/0, rediss://… or redis+cluster://h1:p1,h2:p2 (env DUPLEX_ENGINE)")
+		engineTimeout  = fs.Duration("engine-timeout", 5*time.Second, "longest wait for one engine call (Redis)")
 		historySize    = fs.Int("history-size", 1000, "publications kept per channel")
 		historyTTL     = fs.Duration("history-ttl", 10*time.Minute, "how long a publication is kept")
 		maxMessage     = fs.Int("max-message", 65536, "largest publication data, in bytes of compact JSON")
@@ -83,12 +83,9 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 	}
 	defer ln.Close()
 
-	var engine hub.Engine
-	switch {
-	case *engineURL == "memory":
-		engine = memory.New(memory.Config{HistorySize: orNone(*historySize), HistoryTTL: *historyTTL})
-	default:
-		return fmt.Errorf("--engine %q: only memory is built yet", *engineURL)
+	engine, err := newEngine(engineFlags{url: *engineURL, historySize: *historySize, historyTTL: *historyTTL, timeout: *engineTimeout}, logger)
+	if err != nil {
+		return err
 	}
 	h, err := hub.New(ctx, hub.Config{
 		Engine: engine, Logger: logger, MaxMessage: *maxMessage, MaxChannels: *maxChannels,
@@ -110,7 +107,7 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 	if err != nil {
 		return err
 	}
-	printServeStart(stdio.Err, ln.Addr(), *engineURL, *jwtSecret != "")
+	printServeStart(stdio.Err, ln.Addr(), engineName(*engineURL), *jwtSecret != "")
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

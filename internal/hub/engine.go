@@ -43,9 +43,21 @@ type HistoryQuery struct {
 	Limit int
 }
 
-// Handler receives publications from an engine. It is called in offset order
-// per channel and must not block nor call back into the engine.
-type Handler func(p *Publication)
+// Handlers are the hub's callbacks, given to an engine by Start. Neither
+// may block nor call back into the engine.
+type Handlers struct {
+	// Deliver receives the publications of subscribed channels, in offset
+	// order per channel. It may be called from any goroutine, but never
+	// concurrently for one channel.
+	Deliver func(p *Publication)
+	// Lost says that publications of channel may have been missed: the
+	// engine's delivery of it was interrupted (a pub/sub connection dropped)
+	// and is in place again. It is called after delivery is back, so a
+	// History read made after Lost returns, together with what Deliver
+	// brings from then on, misses nothing. An engine that cannot lose
+	// deliveries (memory) never calls it.
+	Lost func(channel string)
+}
 
 // Engine stores channels' offsets, epochs and history, and brings every
 // publication of a subscribed channel to the hub's Handler. Implementations
@@ -54,21 +66,29 @@ type Handler func(p *Publication)
 // the process, where anything may have written it, runs what it reads
 // through that check and treats a failure as a damaged store.
 type Engine interface {
-	// Start makes the engine deliver to h until Close. ctx bounds the start
-	// itself (connecting, for example), not the engine's life.
-	Start(ctx context.Context, h Handler) error
+	// Start makes the engine call h until Close. ctx bounds the start
+	// itself (connecting, for example), not the engine's life. Nil funcs
+	// in h are not called.
+	Start(ctx context.Context, h Handlers) error
 
 	// Publish assigns data the next offset of channel, stores it and, if
-	// the channel is subscribed, delivers it to the Handler. data is valid,
-	// compact JSON that passed msg.CompactData.
+	// the channel is subscribed, delivers it to Handlers.Deliver (maybe
+	// after Publish returns). data is valid, compact JSON that passed
+	// msg.CompactData. Concurrent publishers, on this engine or on others
+	// sharing its store, never get the same offset and leave no hole.
 	Publish(ctx context.Context, channel string, data json.RawMessage) (*Publication, error)
 
 	// History returns the channel's state and the publications q selects,
-	// oldest first. Reading a channel that was never published creates it.
+	// oldest first. Reading a channel that was never published, or that
+	// the store lost, gives Latest 0, Oldest 1 and either a fresh epoch or
+	// the empty one (which a cursor's epoch never contradicts); it creates
+	// no state that outlives the engine's idle sweep (Redis: no key).
+	// An epoch, once a publication carries it, stays while the store holds
+	// the channel, and is never used again once the store lost it.
 	History(ctx context.Context, channel string, q HistoryQuery) (StreamState, []*Publication, error)
 
 	// Subscribe and Unsubscribe are counted: while a channel has more
-	// Subscribe than Unsubscribe calls, its publications reach the Handler.
+	// Subscribe than Unsubscribe calls, its publications reach Deliver.
 	// Subscribe returns once delivery is in place, so a History call made
 	// after it returns misses nothing delivered before.
 	Subscribe(ctx context.Context, channel string) error

@@ -112,6 +112,7 @@ type Hub struct {
 	// holding MinCutBytes; trims wait idleScanPause after it, so a long
 	// burst over the bound does not scan every session per publication.
 	idleScan atomic.Int64
+	lostSigs atomic.Uint64
 }
 
 // channel is the hub-side list of sessions subscribed to one channel.
@@ -136,7 +137,7 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 		channels: make(map[string]*channel),
 		sessions: make(map[*Session]struct{}),
 	}
-	if err := h.engine.Start(ctx, h.deliver); err != nil {
+	if err := h.engine.Start(ctx, Handlers{Deliver: h.deliver, Lost: h.lost}); err != nil {
 		return nil, err
 	}
 	return h, nil
@@ -148,7 +149,10 @@ func (h *Hub) Config() Config { return h.cfg }
 // Stats are counters since the hub started.
 type Stats struct {
 	Published, Delivered, SlowCuts uint64
-	Sessions, Channels             int
+	// Lost counts the engine's "publications of a channel may have been
+	// missed" signals (see Handlers.Lost).
+	Lost               uint64
+	Sessions, Channels int
 	// QueuedBytes is what the sessions hold now (see
 	// Config.MaxQueuedBytes).
 	QueuedBytes int64
@@ -163,6 +167,7 @@ func (h *Hub) Stats() Stats {
 	s.Delivered = h.delivered.Load()
 	s.SlowCuts = h.slowCuts.Load()
 	s.QueuedBytes = max(h.queued.Load(), 0)
+	s.Lost = h.lostSigs.Load()
 	return s
 }
 

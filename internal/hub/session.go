@@ -311,6 +311,13 @@ func (s *Session) push(p *Publication) (bool, int) {
 // subscriber on the fan-out path.
 func (s *Session) pushLocked(st *subState, p *Publication) (bool, int) {
 	var gapBytes int
+	if st.epoch == "" {
+		// The store held no epoch for the channel when the session
+		// subscribed (never published, or lost): the first epoch that
+		// comes continues it, and the offset check below still tells a
+		// hole from offset 1.
+		st.epoch = p.Epoch
+	}
 	switch {
 	case p.Epoch != st.epoch:
 		// The channel's history was lost and began again.

@@ -1,6 +1,7 @@
-// Package hubtest starts real duplex hubs for tests: the memory engine, the
-// hub and the HTTP server on 127.0.0.1:0, over real sockets, stopped when
-// the test ends. It also checks tests for goroutine leaks.
+// Package hubtest starts real duplex hubs for tests: an engine (memory
+// unless the test gives another, such as a Redis engine), the hub and the
+// HTTP server on 127.0.0.1:0, over real sockets, stopped when the test
+// ends. It also checks tests for goroutine leaks.
 package hubtest
 
 import (
@@ -22,7 +23,7 @@ type Hub struct {
 	URL    string // http://127.0.0.1:port
 	Addr   string // 127.0.0.1:port
 	Hub    *hub.Hub
-	Engine *memory.Engine
+	Engine hub.Engine // a *memory.Engine unless Options.Engine was set
 	Server *server.Server
 
 	stopped chan struct{}
@@ -32,7 +33,10 @@ type Hub struct {
 // Options adjust the hub a test starts. Zero values keep the defaults.
 type Options struct {
 	Hub    hub.Config    // Engine is filled in
-	Memory memory.Config // engine settings
+	Memory memory.Config // memory engine settings, when Engine is nil
+	// Engine, if set, is the hub's engine instead of a memory engine, not
+	// yet started (the hub starts it and closes it at shutdown).
+	Engine hub.Engine
 	Server server.Config // Hub is filled in
 	// Listener, if set, is served instead of a new 127.0.0.1:0 listener
 	// (to restart a hub on the same port).
@@ -55,7 +59,10 @@ func Start(t testing.TB, opts *Options) *Hub {
 
 // StartE starts a hub; the caller stops it with Stop.
 func StartE(opts *Options) (*Hub, error) {
-	eng := memory.New(opts.Memory)
+	var eng hub.Engine = opts.Engine
+	if eng == nil {
+		eng = memory.New(opts.Memory)
+	}
 	hcfg := opts.Hub
 	hcfg.Engine = eng
 	hb, err := hub.New(context.Background(), hcfg)

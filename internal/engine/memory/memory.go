@@ -29,9 +29,10 @@ type Config struct {
 type Engine struct {
 	cfg Config
 
-	mu       sync.RWMutex // guards channels, handler
+	mu       sync.RWMutex // guards channels, handler, started
 	channels map[string]*stream
-	handler  hub.Handler
+	handler  func(*hub.Publication)
+	started  bool
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -71,14 +72,17 @@ func New(cfg Config) *Engine {
 	return &Engine{cfg: cfg, channels: make(map[string]*stream), stop: make(chan struct{})}
 }
 
-// Start records h and starts the idle-channel sweeper.
-func (e *Engine) Start(ctx context.Context, h hub.Handler) error {
+// Start records h.Deliver and starts the idle-channel sweeper. It never
+// calls h.Lost: a publication is handed to Deliver under its channel's
+// lock, in Publish, so none can go missing.
+func (e *Engine) Start(ctx context.Context, h hub.Handlers) error {
 	e.mu.Lock()
-	if e.handler != nil {
+	if e.started {
 		e.mu.Unlock()
 		return errors.New("memory engine: started twice")
 	}
-	e.handler = h
+	e.started = true
+	e.handler = h.Deliver
 	e.mu.Unlock()
 	e.wg.Go(e.sweepLoop)
 	return nil

@@ -106,7 +106,7 @@ func TestTTLAndSweep(t *testing.T) {
 func TestHandlerOnlyWhenSubscribed(t *testing.T) {
 	e := New(Config{})
 	var got []uint64
-	e.Start(context.Background(), func(p *hub.Publication) { got = append(got, p.Offset) })
+	e.Start(context.Background(), hub.Handlers{Deliver: func(p *hub.Publication) { got = append(got, p.Offset) }})
 	defer e.Close(context.Background())
 	pub(t, e, "h", 1)
 	e.Subscribe(context.Background(), "h")

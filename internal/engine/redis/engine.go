@@ -1,0 +1,309 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/duplexhq/duplex/internal/hub"
+	"github.com/duplexhq/duplex/msg"
+)
+
+// Config configures an Engine. URL is required; every other zero value is
+// usable.
+type Config struct {
+	// URL is where Redis is; see ParseURL.
+	URL string
+	// HistorySize is how many publications each channel keeps. Zero means
+	// 1000; negative keeps none.
+	HistorySize int
+	// HistoryTTL is how long a publication is kept. Zero means 10 minutes.
+	HistoryTTL time.Duration
+	// StateTTL is how long a channel's epoch and latest offset outlive its
+	// last publication; after that the channel starts again with a new
+	// epoch. Zero means 24 hours; it is never shorter than HistoryTTL.
+	StateTTL time.Duration
+	// Timeout bounds each call to Redis (and dialing) whose ctx has no
+	// earlier deadline, so a stalled Redis never holds a caller forever.
+	// Zero means 5 seconds.
+	Timeout time.Duration
+	// Prefix begins every key and pub/sub channel name, so that several
+	// deployments can share a Redis. Empty means "duplex".
+	Prefix string
+	// PoolSize is the number of command connections per node. Zero means
+	// go-redis's default (10 per CPU).
+	PoolSize int
+	// Logger receives the engine's logs. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.HistorySize == 0 {
+		c.HistorySize = 1000
+	}
+	if c.HistorySize < 0 {
+		c.HistorySize = 0
+	}
+	if c.HistoryTTL <= 0 {
+		c.HistoryTTL = 10 * time.Minute
+	}
+	if c.StateTTL <= 0 {
+		c.StateTTL = 24 * time.Hour
+	}
+	c.StateTTL = max(c.StateTTL, c.HistoryTTL)
+	if c.Timeout <= 0 {
+		c.Timeout = 5 * time.Second
+	}
+	if c.Prefix == "" {
+		c.Prefix = "duplex"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Engine is the Redis hub.Engine. It is safe for concurrent use. Call
+// Close when done.
+//
+// Lock order: Engine.mu before shard.mu.
+type Engine struct {
+	cfg    Config
+	target Target
+	rdb    goredis.UniversalClient
+	log    *slog.Logger
+	stats  Stats
+
+	// handlers is written once by Start, before any shard goroutine
+	// exists, and only read after.
+	handlers hub.Handlers
+
+	mu      sync.Mutex // guards started, closed, subs, shards
+	started bool
+	closed  bool
+	// subs holds the channels with more Subscribe than Unsubscribe calls.
+	subs map[string]*chanState
+	// shards are the pub/sub connections: one on a single Redis (key 0),
+	// one per hash slot in use on a Cluster.
+	shards map[int]*shard
+
+	wg sync.WaitGroup // the shards' reader goroutines
+}
+
+// chanState is one subscribed channel.
+type chanState struct {
+	count int    // guarded by Engine.mu
+	shard *shard // set once
+	// ready is closed when Redis first confirms the subscription.
+	ready chan struct{}
+	// confirmed is guarded by shard.mu.
+	confirmed bool
+}
+
+// New returns an Engine for cfg. It does not connect: Start does.
+func New(cfg Config) (*Engine, error) {
+	t, err := ParseURL(cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	return &Engine{
+		cfg: cfg, target: t, rdb: t.client(cfg), log: cfg.Logger,
+		subs: make(map[string]*chanState), shards: make(map[int]*shard),
+	}, nil
+}
+
+// Stats returns the engine's metrics; see Stats.
+func (e *Engine) Stats() *Stats { return &e.stats }
+
+// Start records h and checks that Redis answers within ctx.
+func (e *Engine) Start(ctx context.Context, h hub.Handlers) error {
+	e.mu.Lock()
+	if e.started || e.closed {
+		e.mu.Unlock()
+		return errors.New("redis engine: started twice or after Close")
+	}
+	e.started = true
+	e.handlers = h
+	e.mu.Unlock()
+	ctx, cancel := e.callContext(ctx)
+	defer cancel()
+	if err := e.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis engine: %s: %w", clip(e.cfg.URL), err)
+	}
+	return nil
+}
+
+// Close stops every pub/sub connection, waits for their readers and closes
+// the client.
+func (e *Engine) Close(ctx context.Context) error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	shards := e.shards
+	e.shards = map[int]*shard{}
+	e.subs = map[string]*chanState{}
+	e.mu.Unlock()
+	for _, s := range shards {
+		s.stop()
+	}
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return e.rdb.Close()
+}
+
+// callContext bounds one Redis call by cfg.Timeout.
+func (e *Engine) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, e.cfg.Timeout)
+}
+
+// callError wraps err from a call named op made under callContext(parent).
+// When the engine's own timeout ran out, not the caller's context, the
+// error says Redis did not answer and no longer wraps
+// context.DeadlineExceeded: the hub then reports the engine unavailable
+// instead of passing on a deadline the caller never set.
+func (e *Engine) callError(parent context.Context, op string, err error) error {
+	if parent.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+		return fmt.Errorf("redis %s: no answer within %v", op, e.cfg.Timeout)
+	}
+	return fmt.Errorf("redis %s: %w", op, err)
+}
+
+// Keys of a channel: its meta hash, its history stream and its pub/sub
+// channel, all in the hash slot of {channel}.
+func (e *Engine) metaKey(ch string) string    { return e.cfg.Prefix + ":{" + ch + "}:m" }
+func (e *Engine) historyKey(ch string) string { return e.cfg.Prefix + ":{" + ch + "}:h" }
+func (e *Engine) pubsubName(ch string) string { return e.cfg.Prefix + ":{" + ch + "}" }
+
+// channelOf is pubsubName reversed; ok is false for a name not of ours.
+func (e *Engine) channelOf(name string) (string, bool) {
+	p := e.cfg.Prefix + ":{"
+	if len(name) < len(p)+2 || name[:len(p)] != p || name[len(name)-1] != '}' {
+		return "", false
+	}
+	return name[len(p) : len(name)-1], true
+}
+
+// Publish implements hub.Engine: one publishScript call.
+func (e *Engine) Publish(ctx context.Context, channel string, data json.RawMessage) (*hub.Publication, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	parent := ctx
+	ctx, cancel := e.callContext(ctx)
+	defer cancel()
+	sharded := "0"
+	if e.target.Cluster {
+		sharded = "1"
+	}
+	start := time.Now()
+	res, err := publishScript.Run(ctx, e.rdb,
+		[]string{e.metaKey(channel), e.historyKey(channel)},
+		[]byte(data), newEpoch(), e.cfg.HistorySize, e.cfg.HistoryTTL.Milliseconds(),
+		e.cfg.StateTTL.Milliseconds(), e.pubsubName(channel), sharded,
+	).Slice()
+	e.stats.observe(time.Since(start), err)
+	if err != nil {
+		return nil, e.callError(parent, "publish", err)
+	}
+	if len(res) != 3 {
+		return nil, fmt.Errorf("redis publish: unexpected reply %v", res)
+	}
+	epoch, _ := res[0].(string)
+	off, ok1 := res[1].(int64)
+	ms, ok2 := res[2].(int64)
+	if epoch == "" || !ok1 || !ok2 || off < 1 {
+		return nil, fmt.Errorf("redis publish: unexpected reply %v", res)
+	}
+	return hub.NewPublication(channel, epoch, uint64(off), ms, data), nil
+}
+
+// History implements hub.Engine: one historyScript call, which writes
+// nothing, so reading a channel never creates a key.
+func (e *Engine) History(ctx context.Context, channel string, q hub.HistoryQuery) (hub.StreamState, []*hub.Publication, error) {
+	if err := ctx.Err(); err != nil {
+		return hub.StreamState{}, nil, err
+	}
+	parent := ctx
+	ctx, cancel := e.callContext(ctx)
+	defer cancel()
+	limit := q.Limit
+	if limit < 0 {
+		limit = -1
+	}
+	start := time.Now()
+	res, err := historyScript.Run(ctx, e.rdb,
+		[]string{e.metaKey(channel), e.historyKey(channel)},
+		strconv.FormatUint(q.After, 10), limit, e.cfg.HistoryTTL.Milliseconds(),
+	).Slice()
+	e.stats.observe(time.Since(start), err)
+	if err != nil {
+		return hub.StreamState{}, nil, e.callError(parent, "history", err)
+	}
+	if len(res) < 3 || (len(res)-3)%3 != 0 {
+		return hub.StreamState{}, nil, fmt.Errorf("redis history: unexpected reply of %d items", len(res))
+	}
+	epoch, _ := res[0].(string)
+	latest, _ := res[1].(int64)
+	oldest, _ := res[2].(int64)
+	st := hub.StreamState{Epoch: epoch, Latest: uint64(latest), Oldest: uint64(oldest)}
+	var pubs []*hub.Publication
+	if n := (len(res) - 3) / 3; n > 0 {
+		pubs = make([]*hub.Publication, 0, n)
+	}
+	for i := 3; i+2 < len(res); i += 3 {
+		id, _ := res[i].(string)
+		ts, _ := res[i+1].(string)
+		data, _ := res[i+2].(string)
+		off, err := offsetOfID(id)
+		ms, err2 := strconv.ParseInt(ts, 10, 64)
+		if err != nil || err2 != nil || data == "" {
+			return hub.StreamState{}, nil, fmt.Errorf("redis history: bad entry %q", id)
+		}
+		if err := msg.CheckStored([]byte(data)); err != nil {
+			// A damaged entry is left out: the offsets around it make the
+			// reader's session announce a gap, never a poisoned frame.
+			e.log.Error("redis engine: skipping a damaged history entry", "channel", channel, "offset", off, "err", err)
+			continue
+		}
+		pubs = append(pubs, hub.NewPublication(channel, epoch, off, ms, json.RawMessage(data)))
+	}
+	return st, pubs, nil
+}
+
+// offsetOfID returns the offset of stream entry ID "offset-0".
+func offsetOfID(id string) (uint64, error) {
+	for i := 0; i < len(id); i++ {
+		if id[i] == '-' {
+			return strconv.ParseUint(id[:i], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("stream ID %q", id)
+}
+
+// newEpoch returns 10 random characters of [a-z0-9].
+func newEpoch() string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	var b [10]byte
+	rand.Read(b[:])
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b[:])
+}

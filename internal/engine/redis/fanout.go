@@ -1,0 +1,383 @@
+package redis
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/duplexhq/duplex/internal/hub"
+	"github.com/duplexhq/duplex/msg"
+)
+
+// Subscribe implements hub.Engine. The first Subscribe of a channel sends
+// SUBSCRIBE (SSUBSCRIBE on a Cluster); every Subscribe returns once Redis
+// has confirmed it, so a publication that Redis handles after that is
+// delivered, and one it handled before is in History.
+func (e *Engine) Subscribe(ctx context.Context, channel string) error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return errors.New("redis engine: closed")
+	}
+	st := e.subs[channel]
+	if st == nil {
+		st = &chanState{ready: make(chan struct{})}
+		e.subs[channel] = st
+		e.addLocked(ctx, channel, st)
+	}
+	st.count++
+	e.mu.Unlock()
+	parent := ctx
+	ctx, cancel := e.callContext(ctx)
+	defer cancel()
+	select {
+	case <-st.ready:
+		return nil
+	case <-ctx.Done():
+		// Not in place: this call does not count.
+		e.Unsubscribe(context.WithoutCancel(ctx), channel)
+		return e.callError(parent, "subscribe", ctx.Err())
+	}
+}
+
+// Unsubscribe implements hub.Engine. The last one sends UNSUBSCRIBE and
+// does not wait for it: from then on the channel's messages are dropped.
+func (e *Engine) Unsubscribe(ctx context.Context, channel string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := e.subs[channel]
+	if st == nil {
+		return nil
+	}
+	if st.count--; st.count > 0 {
+		return nil
+	}
+	delete(e.subs, channel)
+	if st.shard.remove(ctx, channel) && e.target.Cluster {
+		delete(e.shards, st.shard.key)
+		st.shard.stop()
+	}
+	return nil
+}
+
+// addLocked subscribes channel on its shard, starting the shard with the
+// channel already in it if needed: a Cluster shard's first connection goes
+// to the master of its channels' slot.
+func (e *Engine) addLocked(ctx context.Context, channel string, st *chanState) {
+	key := 0
+	if e.target.Cluster {
+		key = slot(e.pubsubName(channel))
+	}
+	if s := e.shards[key]; s != nil {
+		st.shard = s
+		s.add(ctx, channel, st)
+		return
+	}
+	s := &shard{e: e, key: key, chans: map[string]*chanState{channel: st},
+		pending: map[string][]*chanState{}, quit: make(chan struct{})}
+	st.shard = s
+	e.shards[key] = s
+	e.wg.Go(s.run)
+}
+
+// shard is one pub/sub connection and the channels subscribed over it. Its
+// reader goroutine (run) owns the connection's life: it connects, reads,
+// and on any failure reconnects with backoff and subscribes again.
+type shard struct {
+	e   *Engine
+	key int // hash slot on a Cluster, 0 on a single Redis
+
+	mu    sync.Mutex // guards ps, chans, pending, stopped
+	ps    *goredis.PubSub
+	chans map[string]*chanState
+	// pending holds, per channel, what each SUBSCRIBE (a state) and
+	// UNSUBSCRIBE (nil) sent on ps awaits, in order: Redis confirms in
+	// the order it was asked, so the front is what a confirmation is for.
+	pending map[string][]*chanState
+	stopped bool
+
+	quit chan struct{} // closed by stop
+}
+
+// add subscribes channel on the current connection, if any; a connection
+// made later subscribes it anyway.
+func (s *shard) add(ctx context.Context, channel string, st *chanState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.chans[channel] = st
+	if s.ps == nil {
+		return
+	}
+	s.pending[channel] = append(s.pending[channel], st)
+	s.send(ctx, s.ps, true, channel)
+}
+
+// remove unsubscribes channel and reports whether the shard is now empty.
+func (s *shard) remove(ctx context.Context, channel string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.chans, channel)
+	if s.ps != nil {
+		s.pending[channel] = append(s.pending[channel], nil)
+		s.send(ctx, s.ps, false, channel)
+	}
+	return len(s.chans) == 0
+}
+
+// send writes SUBSCRIBE or UNSUBSCRIBE (sharded on a Cluster). A failed
+// write means a broken connection, which the reader sees and repairs.
+func (s *shard) send(ctx context.Context, ps *goredis.PubSub, sub bool, channels ...string) {
+	names := make([]string, len(channels))
+	for i, c := range channels {
+		names[i] = s.e.pubsubName(c)
+	}
+	ctx, cancel := s.e.callContext(context.WithoutCancel(ctx))
+	defer cancel()
+	var err error
+	switch {
+	case sub && s.e.target.Cluster:
+		err = ps.SSubscribe(ctx, names...)
+	case sub:
+		err = ps.Subscribe(ctx, names...)
+	case s.e.target.Cluster:
+		err = ps.SUnsubscribe(ctx, names...)
+	default:
+		err = ps.Unsubscribe(ctx, names...)
+	}
+	if err != nil {
+		s.e.log.Debug("redis engine: pub/sub write failed; the reader reconnects", "err", err)
+	}
+}
+
+// stop closes the connection and makes run return.
+func (s *shard) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return
+	}
+	s.stopped = true
+	close(s.quit)
+	if s.ps != nil {
+		s.ps.Close()
+	}
+}
+
+// healthInterval is how long the reader waits for a message before it
+// pings, and how long a ping may go unanswered before the connection is
+// deemed dead.
+const healthInterval = 15 * time.Second
+
+func (s *shard) run() {
+	backoff := time.Duration(0)
+	for {
+		ps, err := s.connect()
+		if ps == nil && err == nil {
+			return // stopped
+		}
+		worked := false
+		if err == nil {
+			worked, err = s.read(ps)
+			ps.Close()
+		}
+		s.mu.Lock()
+		stopped := s.stopped
+		s.ps = nil
+		s.mu.Unlock()
+		if stopped {
+			return
+		}
+		s.e.stats.Reconnects.Add(1)
+		if backoff == 0 || worked {
+			backoff = 50 * time.Millisecond
+		} else {
+			backoff = min(2*backoff, 2*time.Second)
+		}
+		s.e.log.Warn("redis engine: pub/sub connection lost; reconnecting", "err", err, "in", backoff)
+		t := time.NewTimer(backoff/2 + rand.N(backoff/2+1))
+		select {
+		case <-s.quit:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// connect makes a new connection and subscribes every channel of the shard
+// on it. Channels that had been confirmed before are confirmed again by
+// the reader, which then reports them lost.
+func (s *shard) connect() (*goredis.PubSub, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return nil, nil
+	}
+	ctx, cancel := s.e.callContext(context.Background())
+	defer cancel()
+	var ps *goredis.PubSub
+	if s.e.target.Cluster {
+		ps = s.e.rdb.SSubscribe(ctx)
+	} else {
+		ps = s.e.rdb.Subscribe(ctx)
+	}
+	s.pending = map[string][]*chanState{}
+	names := make([]string, 0, len(s.chans))
+	for ch, st := range s.chans {
+		s.pending[ch] = []*chanState{st}
+		names = append(names, ch)
+	}
+	if len(names) > 0 {
+		// Connects (with these channels, so a Cluster routes to the
+		// slot's master) and sends the subscription.
+		var err error
+		if s.e.target.Cluster {
+			err = ps.SSubscribe(ctx, prefixed(s.e, names)...)
+		} else {
+			err = ps.Subscribe(ctx, prefixed(s.e, names)...)
+		}
+		if err != nil {
+			ps.Close()
+			return nil, err
+		}
+	} else if err := ps.Ping(ctx); err != nil {
+		ps.Close()
+		return nil, err
+	}
+	s.ps = ps
+	return ps, nil
+}
+
+func prefixed(e *Engine, chans []string) []string {
+	out := make([]string, len(chans))
+	for i, c := range chans {
+		out[i] = e.pubsubName(c)
+	}
+	return out
+}
+
+// read handles what ps receives until it fails, and reports whether it
+// received anything (a connection that worked: the next reconnect starts
+// over with a short backoff).
+func (s *shard) read(ps *goredis.PubSub) (worked bool, err error) {
+	pinged := false
+	for {
+		m, err := ps.ReceiveTimeout(context.Background(), healthInterval)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && !pinged {
+				pinged = true
+				ctx, cancel := s.e.callContext(context.Background())
+				perr := ps.Ping(ctx)
+				cancel()
+				if perr == nil {
+					continue
+				}
+				err = perr
+			}
+			return worked, err
+		}
+		pinged = false
+		switch m := m.(type) {
+		case *goredis.Subscription:
+			worked = true
+			s.confirmed(m)
+		case *goredis.Message:
+			worked = true
+			s.message(m)
+		case *goredis.Pong:
+		}
+	}
+}
+
+// confirmed handles Redis's answer to a SUBSCRIBE or UNSUBSCRIBE.
+func (s *shard) confirmed(m *goredis.Subscription) {
+	ch, ok := s.e.channelOf(m.Channel)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	q := s.pending[ch]
+	if len(q) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	st := q[0]
+	if len(q) == 1 {
+		delete(s.pending, ch)
+	} else {
+		s.pending[ch] = q[1:]
+	}
+	isSub := m.Kind == "subscribe" || m.Kind == "ssubscribe"
+	lost := false
+	if st != nil && isSub {
+		if st.confirmed {
+			lost = true // subscribed again after a drop
+		} else {
+			st.confirmed = true
+			close(st.ready)
+		}
+	}
+	s.mu.Unlock()
+	if lost {
+		s.e.stats.Lost.Add(1)
+		// handlers is set by Start, before any shard exists.
+		if onLost := s.e.handlers.Lost; onLost != nil {
+			onLost(ch)
+		}
+	}
+}
+
+// message decodes a publication once and hands it to the hub, if its
+// channel is (still) subscribed here.
+func (s *shard) message(m *goredis.Message) {
+	ch, ok := s.e.channelOf(m.Channel)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	st := s.chans[ch]
+	live := st != nil && st.confirmed
+	s.mu.Unlock()
+	if !live {
+		return
+	}
+	p, err := decodePayload(ch, m.Payload)
+	if err != nil {
+		s.e.log.Error("redis engine: dropping a malformed publication", "channel", ch, "err", err)
+		return
+	}
+	if deliver := s.e.handlers.Deliver; deliver != nil {
+		deliver(p)
+	}
+}
+
+// decodePayload reads "epoch offset time data", as publishScript writes it.
+func decodePayload(channel, payload string) (*hub.Publication, error) {
+	epoch, rest, ok1 := strings.Cut(payload, " ")
+	offs, rest, ok2 := strings.Cut(rest, " ")
+	ms, data, ok3 := strings.Cut(rest, " ")
+	if !ok1 || !ok2 || !ok3 || epoch == "" || data == "" {
+		return nil, errors.New("malformed payload")
+	}
+	off, err := strconv.ParseUint(offs, 10, 64)
+	if err != nil || off == 0 {
+		return nil, errors.New("malformed offset")
+	}
+	t, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil {
+		return nil, errors.New("malformed time")
+	}
+	if err := msg.CheckStored([]byte(data)); err != nil {
+		return nil, err // dropped: the next offset shows the hole as a gap
+	}
+	return hub.NewPublication(channel, epoch, off, t, json.RawMessage(data)), nil
+}

@@ -1,0 +1,101 @@
+package redis
+
+import goredis "github.com/redis/go-redis/v9"
+
+// publishScript appends one publication. KEYS: meta hash, history stream.
+// ARGV: data, a fresh epoch (used only if the channel is new), history
+// size (0: keep none), history TTL ms, state TTL ms, the pub/sub channel,
+// "1" for SPUBLISH. Returns {epoch, offset, time ms}.
+//
+// The meta hash holds e (epoch), n (latest offset) and t (latest time).
+// When it is missing the store has lost the channel (or never had it): a
+// new epoch begins at offset 1, and any stray history is dropped. Time is
+// Redis's own (TIME), never behind the channel's previous publication, so
+// one clock orders every hub's publications and trims them.
+var publishScript = goredis.NewScript(`
+local meta, hist = KEYS[1], KEYS[2]
+local size, ttl, statettl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local epoch = redis.call('HGET', meta, 'e')
+if not epoch then
+  epoch = ARGV[2]
+  redis.call('DEL', hist)
+  redis.call('HSET', meta, 'e', epoch, 'n', 0, 't', 0)
+end
+local last = tonumber(redis.call('HGET', meta, 't')) or 0
+if now < last then now = last end
+local off = redis.call('HINCRBY', meta, 'n', 1)
+redis.call('HSET', meta, 't', now)
+if size > 0 then
+  redis.call('XADD', hist, 'MAXLEN', size, off .. '-0', 't', now, 'd', ARGV[1])
+  -- Entries are in time order: drop the expired prefix, a batch at a time.
+  local cutoff = now - ttl
+  while true do
+    local batch = redis.call('XRANGE', hist, '-', '+', 'COUNT', 64)
+    local keep = nil
+    for _, e in ipairs(batch) do
+      if tonumber(e[2][2]) >= cutoff then keep = e[1] break end
+    end
+    if keep then redis.call('XTRIM', hist, 'MINID', keep) break end
+    if #batch == 0 then break end
+    for _, e in ipairs(batch) do redis.call('XDEL', hist, e[1]) end
+  end
+  redis.call('PEXPIRE', hist, ttl)
+end
+redis.call('PEXPIRE', meta, statettl)
+local payload = epoch .. ' ' .. off .. ' ' .. now .. ' ' .. ARGV[1]
+if ARGV[7] == '1' then
+  redis.call('SPUBLISH', ARGV[6], payload)
+else
+  redis.call('PUBLISH', ARGV[6], payload)
+end
+return {epoch, off, now}
+`)
+
+// historyScript reads a channel without writing. KEYS: meta hash, history
+// stream. ARGV: after, limit (negative: all), history TTL ms. Returns
+// {epoch, latest, oldest, id1, time1, data1, id2, …}; epoch is "" (and
+// latest 0, oldest 1) when the store does not hold the channel.
+var historyScript = goredis.NewScript(`
+local meta, hist = KEYS[1], KEYS[2]
+local m = redis.call('HMGET', meta, 'e', 'n')
+if not m[1] then return {'', 0, 1} end
+local latest = tonumber(m[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local cutoff = now - tonumber(ARGV[3])
+local oldest = latest + 1
+local start = '-'
+while true do
+  local batch = redis.call('XRANGE', hist, start, '+', 'COUNT', 64)
+  if #batch == 0 then break end
+  local found = false
+  for _, e in ipairs(batch) do
+    if tonumber(e[2][2]) >= cutoff then
+      oldest = tonumber(string.match(e[1], '^(%d+)'))
+      found = true
+      break
+    end
+  end
+  if found then break end
+  start = '(' .. batch[#batch][1]
+end
+local out = {m[1], latest, oldest}
+local limit = tonumber(ARGV[2])
+local from = math.max(tonumber(ARGV[1]) + 1, oldest)
+if limit ~= 0 and from <= latest then
+  local r
+  if limit > 0 then
+    r = redis.call('XRANGE', hist, from .. '-0', '+', 'COUNT', limit)
+  else
+    r = redis.call('XRANGE', hist, from .. '-0', '+')
+  end
+  for _, e in ipairs(r) do
+    out[#out + 1] = e[1]
+    out[#out + 1] = e[2][2]
+    out[#out + 1] = e[2][4]
+  end
+end
+return out
+`)
