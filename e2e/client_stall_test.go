@@ -126,17 +126,21 @@ func TestClientStallAbruptClose(t *testing.T) {
 }
 
 // TestBrowserStallAbruptClose is TestClientStallAbruptClose for duplex.js
-// in chromium: the page's main thread is kept busy (synchronous XHRs that
-// publish, then poll /metrics) until the hub has cut its WebSocket; the
-// page sees a close without a close frame (1006), reconnects from its
-// cursor, and its handler gets every message once, in order, 1..N.
+// in chromium, three times in a row: the page's main thread is kept busy
+// (synchronous XHRs that publish, then poll /metrics) until the hub has
+// cut its WebSocket as a slow consumer. The page sees a close without a
+// close frame (1006); duplex.js reconnects from its cursor, its handler
+// gets every message once, in order, 1..N, and "auto" stays on WebSocket:
+// a page that was busy is no reason to give up a transport that works.
 func TestBrowserStallAbruptClose(t *testing.T) {
 	needPeer(t, "node", "/usr/bin/chromium")
-	const n = 400
+	const rounds, perRound = 3, 300
+	const n = rounds * perRound
 	h := stallHub(t, n)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "node", "node/ws_stall.js", h.URL, "bstall", fmt.Sprint(n), fmt.Sprint(32<<10)).Output()
+	out, err := exec.CommandContext(ctx, "node", "node/ws_stall.js", h.URL, "bstall", "auto",
+		fmt.Sprint(rounds), fmt.Sprint(perRound), fmt.Sprint(32<<10)).Output()
 	if err != nil {
 		t.Fatalf("ws_stall.js: %v\n%s", err, stderrOf(err))
 	}
@@ -148,22 +152,23 @@ func TestBrowserStallAbruptClose(t *testing.T) {
 			Reason string `json:"reason"`
 			Got    int    `json:"got"`
 		} `json:"closes"`
-		Opens int `json:"opens"`
-		Stall struct {
+		Disconnects []struct {
+			Transport string `json:"transport"`
+			Code      int    `json:"code"`
+			Error     string `json:"error"`
+		} `json:"disconnects"`
+		Opens     int    `json:"opens"`
+		Transport string `json:"transport"`
+		Stalls    []struct {
 			Cuts      int `json:"cuts"`
 			PublishMs int `json:"publishMs"`
-		} `json:"stall"`
+		} `json:"stalls"`
 	}
 	if err := json.Unmarshal(out, &res); err != nil {
 		t.Fatalf("output %q: %v", out, err)
 	}
-	t.Logf("opens %d, closes %+v, stall %+v, %d offsets", res.Opens, res.Closes, res.Stall, len(res.Offsets))
-	if res.Stall.Cuts < 1 {
-		t.Fatalf("the hub dropped the page without its queue overflowing (%+v): not the slow-consumer path", res.Stall)
-	}
-	if len(res.Closes) == 0 || res.Closes[0].Code != 1006 || res.Closes[0].Clean {
-		t.Fatalf("first close the page saw: %+v, want 1006 without a close frame (the 1013 could not be written)", res.Closes)
-	}
+	t.Logf("opens %d, closes %+v, duplex.js disconnects %+v, stalls %+v, %d offsets, transport %s",
+		res.Opens, res.Closes, res.Disconnects, res.Stalls, len(res.Offsets), res.Transport)
 	for i, o := range res.Offsets {
 		if string(o) != fmt.Sprint(i+1) {
 			t.Fatalf("item %d is %s: want offsets 1..%d once each, in order (%d items)", i, o, n, len(res.Offsets))
@@ -171,5 +176,22 @@ func TestBrowserStallAbruptClose(t *testing.T) {
 	}
 	if len(res.Offsets) != n {
 		t.Fatalf("got %d offsets, want 1..%d", len(res.Offsets), n)
+	}
+	if len(res.Stalls) != rounds || res.Stalls[0].Cuts < 1 {
+		t.Fatalf("stalls %+v: the hub dropped the page without its queue overflowing, not the slow-consumer path", res.Stalls)
+	}
+	if len(res.Closes) < rounds {
+		t.Fatalf("the page saw %d WebSocket closes in %d stalls", len(res.Closes), rounds)
+	}
+	for _, c := range res.Closes[:rounds] {
+		if c.Code != 1006 || c.Clean {
+			t.Fatalf("closes the page saw: %+v, want 1006 without a close frame each time (the 1013 could not be written)", res.Closes)
+		}
+	}
+	if len(res.Disconnects) < rounds || res.Disconnects[0].Code != 1006 || res.Disconnects[0].Transport != "ws" {
+		t.Fatalf("duplex.js reported disconnects %+v, want a 1006 for each stall", res.Disconnects)
+	}
+	if res.Transport != "ws" {
+		t.Fatalf("auto moved to %s after the stalls, want ws", res.Transport)
 	}
 }
