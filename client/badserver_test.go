@@ -195,7 +195,8 @@ func textFrame(s string) []byte {
 }
 
 // TestBadWebSocket: truncated frames, garbage text and binary frames from
-// a WebSocket "hub".
+// a WebSocket "hub". A connection that just ends — in a frame, between
+// frames, with a reset — is reported as close code 1006 and retried.
 func TestBadWebSocket(t *testing.T) {
 	checkLeaks(t)
 	for _, tc := range []struct {
@@ -203,18 +204,24 @@ func TestBadWebSocket(t *testing.T) {
 		bytes []byte
 		fatal bool // a protocol error ends the subscription
 		want  string
+		reset bool // end with a TCP reset instead of a FIN
 	}{
-		{"garbage text", textFrame("hello"), true, "not a JSON object"},
-		{"binary frame", []byte{0x82, 1, 0}, true, "binary"},
-		{"bad envelope", append(textFrame(`{"id":1,"type":"ok","epoch":"e1","offset":0}`), textFrame(`{"type":"message","channel":"c"}`)...), true, "invalid epoch"},
-		{"truncated frame header", []byte{0x81, 0x7e, 0x01}, false, "EOF"},
-		{"truncated payload", []byte{0x81, 10, '{', '"'}, false, "EOF"},
+		{"garbage text", textFrame("hello"), true, "not a JSON object", false},
+		{"binary frame", []byte{0x82, 1, 0}, true, "binary", false},
+		{"bad envelope", append(textFrame(`{"id":1,"type":"ok","epoch":"e1","offset":0}`), textFrame(`{"type":"message","channel":"c"}`)...), true, "invalid epoch", false},
+		{"truncated frame header", []byte{0x81, 0x7e, 0x01}, false, "EOF", false},
+		{"truncated payload", []byte{0x81, 10, '{', '"'}, false, "EOF", false},
+		{"end between frames", textFrame(`{"type":"pong"}`), false, "EOF", false},
+		{"reset in a frame", []byte{0x81, 10, '{', '"'}, false, "reset", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			url := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				conn := wsAccept(w, r)
 				defer conn.Close()
 				conn.Write(tc.bytes)
+				if tc.reset {
+					conn.(*net.TCPConn).SetLinger(0)
+				}
 			}))
 			opts := shortOpts(WebSocket)
 			var mu sync.Mutex
@@ -254,6 +261,9 @@ func TestBadWebSocket(t *testing.T) {
 			mentioned := false
 			for _, e := range disconnects {
 				mentioned = mentioned || strings.Contains(e.Error(), tc.want)
+				if msg.CloseCodeOf(e) != msg.CloseAbnormal {
+					t.Errorf("disconnect %v: close code %d, want %d (no close frame)", e, msg.CloseCodeOf(e), msg.CloseAbnormal)
+				}
 			}
 			if len(disconnects) < 2 || !mentioned {
 				t.Fatalf("disconnects %v; want repeated ones mentioning %q", disconnects, tc.want)

@@ -118,7 +118,10 @@ func unsupportedStatus(code int) bool {
 }
 
 // fatal reports whether a subscription must stop retrying after err: the
-// same request would be refused again.
+// same request would be refused again. Close codes decide by
+// msg.CloseCode.Reconnect: 1001, 1011, 1013 and 1006 (a WebSocket that
+// ended without a close frame, see [wsEnded]) are retried from the cursor;
+// 1002, 1003, 1007, 1008 and 1009 are not.
 func fatal(err error) bool {
 	var se *StatusError
 	if errors.As(err, &se) {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -65,6 +67,24 @@ func wsCloseError(err error) error {
 	return err
 }
 
+// wsEnded maps the error of a WebSocket read or write that failed because
+// the connection just ended — EOF in or between frames, a reset, a broken
+// pipe, a socket error, or the connection closed under the read after the
+// pinger found it dead — to a *msg.CloseError of msg.CloseAbnormal (1006,
+// RFC 6455 §7.1.5), wrapping what the socket said. That is what the client
+// sees when the hub cuts a slow consumer whose socket is full: the 1013
+// close frame cannot be written, so the hub drops the TCP connection once
+// its write timeout passes. 1006 is retried like 1013, from the cursor
+// (see [fatal]). Other errors, such as a frame the library refused, are
+// returned as they are.
+func wsEnded(err error) error {
+	var oe *net.OpError
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || errors.As(err, &oe) {
+		return fmt.Errorf("%w (%w)", &msg.CloseError{Code: msg.CloseAbnormal, Reason: "connection ended without a close frame"}, err)
+	}
+	return err
+}
+
 // wsCommand is one command frame.
 type wsCommand struct {
 	ID      uint64          `json:"id"`
@@ -116,7 +136,11 @@ func (s *Subscription) runWS(ctx context.Context, a *attempt) error {
 			cmd.Offset = &off
 		}
 		if err := writeJSON(connCtx, conn, c.opts.ConnectTimeout, cmd); err != nil {
-			return fmt.Errorf("websocket subscribe: %w", wsCloseError(err))
+			err = wsCloseError(err)
+			if msg.CloseCodeOf(err) == 0 {
+				err = wsEnded(err)
+			}
+			return fmt.Errorf("websocket subscribe: %w", err)
 		}
 	}
 	pending := len(s.channels)
@@ -135,7 +159,7 @@ func (s *Subscription) runWS(ctx context.Context, a *attempt) error {
 			}
 			err = wsCloseError(err)
 			if msg.CloseCodeOf(err) == 0 {
-				err = fmt.Errorf("websocket read: %w", err)
+				err = fmt.Errorf("websocket read: %w", wsEnded(err))
 			}
 			return err
 		}

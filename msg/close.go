@@ -9,8 +9,8 @@ import (
 // logs and metrics; on WebSocket it is the close code on the wire.
 //
 // A client should reconnect, resuming from its cursor, after CloseGoingAway,
-// CloseInternal and CloseSlow (and after any transport failure without a
-// code). It should not reconnect unchanged after ClosePolicy,
+// CloseInternal, CloseSlow and CloseAbnormal (and after any transport failure
+// without a code). It should not reconnect unchanged after ClosePolicy,
 // CloseUnsupported, CloseInvalidPayload or CloseTooBig: the same request will
 // be refused again.
 type CloseCode uint16
@@ -21,6 +21,7 @@ const (
 	CloseGoingAway      CloseCode = 1001 // hub shutting down
 	CloseProtocol       CloseCode = 1002 // protocol error
 	CloseUnsupported    CloseCode = 1003 // binary frame, or a text frame that is not a JSON object
+	CloseAbnormal       CloseCode = 1006 // no close frame: the connection just ended (see below)
 	CloseInvalidPayload CloseCode = 1007 // invalid UTF-8
 	ClosePolicy         CloseCode = 1008 // auth, origin, limits
 	CloseTooBig         CloseCode = 1009 // frame over the limit
@@ -28,6 +29,13 @@ const (
 	CloseSlow           CloseCode = 1013 // outbound queue overflowed: slow consumer
 )
 
+// CloseAbnormal is never sent: RFC 6455 §7.1.5 gives it to a connection
+// that ended without a close frame, and clients report it so. The hub ends
+// a connection that way when a write does not complete within its write
+// timeout — most often a slow consumer whose socket is full, so its 1013
+// close frame cannot be written — and when a peer stops answering pings.
+// It means what CloseSlow means: reconnect and resume from the cursor.
+//
 // CloseShutdown is the code sessions get when the hub shuts down.
 const CloseShutdown = CloseGoingAway
 
@@ -41,6 +49,8 @@ func (c CloseCode) String() string {
 		return "protocol_error"
 	case CloseUnsupported:
 		return "unsupported_data"
+	case CloseAbnormal:
+		return "abnormal"
 	case CloseInvalidPayload:
 		return "invalid_payload"
 	case ClosePolicy:

@@ -147,7 +147,7 @@ func TestCodeStatus(t *testing.T) {
 	if CodeOf(errors.Join(errors.New("x"), err)) != CodeForbidden {
 		t.Errorf("CodeOf lost the code")
 	}
-	if CloseCodeOf(&CloseError{Code: CloseSlow}) != CloseSlow || !CloseSlow.Reconnect() || ClosePolicy.Reconnect() {
+	if CloseCodeOf(&CloseError{Code: CloseSlow}) != CloseSlow || !CloseSlow.Reconnect() || !CloseAbnormal.Reconnect() || ClosePolicy.Reconnect() {
 		t.Errorf("close code helpers wrong")
 	}
 }

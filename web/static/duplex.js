@@ -18,10 +18,30 @@
 // the cursor of the last message handed to the caller, so nothing is lost or
 // repeated; what the hub no longer has arrives as a gap notice.
 //
+// WebSocket closes (wsCloseAction): 1001, 1011, 1013 (slow consumer) and
+// 1006 (the connection ended without a close frame, as when the hub cuts a
+// page whose main thread was busy long enough for its socket to fill) are
+// reconnected from the cursor; 1008 (token expired, origin, limits) ends
+// the subscription with handlers.error. handlers.disconnect, if given, is
+// told of every WebSocket close: { transport, code, reason, clean }.
+//
 // Auth: pass { token } — sent as token= on every request, since browsers
 // cannot set headers on WebSocket and EventSource.
 
 const ORDER = ['ws', 'sse', 'poll'];
+
+// What a close of an open WebSocket means (docs/protocol.md, "Closes").
+// 'fatal': the hub will refuse the same subscription again. 'failed': this
+// transport cannot carry it here (auto counts it towards falling back).
+// 'resume': reconnect and resume from the cursor — 1001, 1011, 1013, and
+// 1006, which the browser reports when the connection ended without a
+// close frame: the hub cuts a slow consumer whose socket is full that way,
+// because its 1013 frame cannot be written.
+function wsCloseAction(code) {
+  if (code === 1008) return 'fatal';
+  if ([1002, 1003, 1007, 1009].includes(code)) return 'failed';
+  return 'resume';
+}
 
 function cursorText(cur) {
   return Object.keys(cur).sort().map((ch) => `${ch}:${cur[ch].epoch}:${cur[ch].offset}`).join(',');
@@ -186,9 +206,11 @@ class Subscription {
         if (this.deliver(obj)) delivered++;
       };
       ws.onclose = (ev) => {
+        this.handlers.disconnect?.({ transport: 'ws', code: ev.code, reason: ev.reason, clean: ev.wasClean });
         if (!opened) { reject(new Error(`WebSocket refused (${ev.code})`)); return; }
-        if ([1002, 1003, 1007, 1008, 1009].includes(ev.code)) {
-          reject(Object.assign(new Error(`closed ${ev.code} ${ev.reason}`), { fatal: ev.code === 1008 }));
+        const action = wsCloseAction(ev.code);
+        if (action !== 'resume') {
+          reject(Object.assign(new Error(`closed ${ev.code} ${ev.reason}`), { code: ev.code, fatal: action === 'fatal' }));
           return;
         }
         resolve(delivered);
@@ -253,4 +275,4 @@ export function connect(base, opts) {
   return new Hub(base, opts);
 }
 
-export { parseCursor, cursorText };
+export { parseCursor, cursorText, wsCloseAction };
