@@ -9,7 +9,7 @@
 //   {"ev":"error","readyState":s}            a drop (the browser reconnects by itself)
 // and exits after WANT messages with {"ev":"done"}. The page never
 // reconnects on its own initiative: every reconnect is the browser's.
-const { chromium } = require('playwright-core');
+const chromium = require('./browser');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
@@ -19,12 +19,7 @@ const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 
 (async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'duplex-es-'));
-  const ctx = await chromium.launchPersistentContext(dir, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const ctx = await chromium.launchPersistent(dir);
   try {
     const page = ctx.pages()[0] || (await ctx.newPage());
     page.on('pageerror', (e) => console.error('pageerror:', e.message));

@@ -4,18 +4,13 @@
 // the BEFORE messages already published, then this script publishes LIVE
 // more through duplex.js and waits for them. Prints one JSON line:
 // {"transport": <what duplex.js ended up using>, "offsets": [...]}.
-const { chromium } = require('playwright-core');
+const chromium = require('./browser');
 
 const [hub, channel, transport, before, live] = process.argv.slice(2);
 const want = Number(before) + Number(live);
 
 (async () => {
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await chromium.launch();
   try {
     const page = await browser.newPage();
     page.on('pageerror', (e) => console.error('pageerror:', e.message));

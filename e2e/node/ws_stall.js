@@ -13,17 +13,12 @@
 // clean, reason, got}...] (as the browser reported them), "disconnects":
 // [...] (as duplex.js did), "opens": n, "transport": what duplex.js uses
 // at the end, "stalls": [{cuts, publishMs, waitMs}...]}.
-const { chromium } = require('playwright-core');
+const chromium = require('./browser');
 
 const [hub, channel, transport, rounds, perRound, payloadBytes] = process.argv.slice(2);
 
 (async () => {
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await chromium.launch();
   try {
     const page = await browser.newPage();
     page.on('pageerror', (e) => console.error('pageerror:', e.message));
