@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/duplexhq/duplex/msg"
 )
@@ -42,6 +43,13 @@ type Config struct {
 	// most, so a fan-out burst that passes the bound for a moment cuts
 	// nobody; readers that take nothing pass it soon. Zero means 1 MiB.
 	MinCutBytes int
+	// EngineTimeout bounds every engine call made for a transport or a
+	// session (Subscribe, Unsubscribe, History, Publish, a replay page, a
+	// resync), on top of the caller's ctx, so a stalled engine never
+	// holds a WebSocket reader or a shutdown for longer. A session's
+	// Release unsubscribes all its channels under one EngineTimeout, not
+	// one per channel. Zero means 5s.
+	EngineTimeout time.Duration
 }
 
 // DefaultMaxQueuedBytes is MaxQueuedBytes when it is zero. Bytes are
@@ -76,6 +84,9 @@ func (c Config) withDefaults() Config {
 	if c.MinCutBytes <= 0 {
 		c.MinCutBytes = 1 << 20
 	}
+	if c.EngineTimeout <= 0 {
+		c.EngineTimeout = 5 * time.Second
+	}
 	return c
 }
 
@@ -93,6 +104,17 @@ type Hub struct {
 	closed   bool
 
 	active sync.WaitGroup // one per session not yet released
+
+	// bgMu guards bgClosed and Add on bg; it is a leaf, taken with any of
+	// the other locks held (a session starts its pager locked).
+	bgMu     sync.Mutex
+	bgClosed bool
+	bg       sync.WaitGroup // the sessions' pagers (replay.go)
+
+	// pageLen is the most publications one page of replay holds, and one
+	// recovering channel keeps pending: at most half of QueueMessages and
+	// of QueueBytes (at MaxMessage each).
+	pageLen int
 
 	// Counters for metrics.
 	published atomic.Uint64
@@ -112,7 +134,8 @@ type Hub struct {
 	// holding MinCutBytes; trims wait idleScanPause after it, so a long
 	// burst over the bound does not scan every session per publication.
 	idleScan atomic.Int64
-	lostSigs atomic.Uint64
+	lostSigs    atomic.Uint64
+	replayReads atomic.Uint64
 }
 
 // channel is the hub-side list of sessions subscribed to one channel.
@@ -136,6 +159,7 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 		log:      cfg.Logger,
 		channels: make(map[string]*channel),
 		sessions: make(map[*Session]struct{}),
+		pageLen:  max(1, min(cfg.QueueMessages/2, cfg.QueueBytes/2/(cfg.MaxMessage+pubOverhead))),
 	}
 	if err := h.engine.Start(ctx, Handlers{Deliver: h.deliver, Lost: h.lost}); err != nil {
 		return nil, err
@@ -150,8 +174,9 @@ func (h *Hub) Config() Config { return h.cfg }
 type Stats struct {
 	Published, Delivered, SlowCuts uint64
 	// Lost counts the engine's "publications of a channel may have been
-	// missed" signals (see Handlers.Lost).
-	Lost               uint64
+	// missed" signals (see Handlers.Lost); ReplayReads the history pages
+	// read after Subscribe's first (replay.go), resyncs included.
+	Lost, ReplayReads  uint64
 	Sessions, Channels int
 	// QueuedBytes is what the sessions hold now (see
 	// Config.MaxQueuedBytes).
@@ -168,6 +193,7 @@ func (h *Hub) Stats() Stats {
 	s.SlowCuts = h.slowCuts.Load()
 	s.QueuedBytes = max(h.queued.Load(), 0)
 	s.Lost = h.lostSigs.Load()
+	s.ReplayReads = h.replayReads.Load()
 	return s
 }
 
@@ -191,6 +217,8 @@ func (h *Hub) Publish(ctx context.Context, channel string, data []byte) (*Public
 	if h.isClosed() {
 		return nil, ErrShutdown
 	}
+	ctx, cancel := h.engineContext(ctx)
+	defer cancel()
 	p, err := h.engine.Publish(ctx, channel, compact)
 	if err != nil {
 		return nil, engineError(err)
@@ -205,6 +233,8 @@ func (h *Hub) History(ctx context.Context, channel string, after uint64, limit i
 	if !msg.ValidChannel(channel) {
 		return StreamState{}, nil, invalidChannel(channel)
 	}
+	ctx, cancel := h.engineContext(ctx)
+	defer cancel()
 	st, pubs, err := h.engine.History(ctx, channel, HistoryQuery{After: after, Limit: limit})
 	if err != nil {
 		return StreamState{}, nil, engineError(err)
@@ -310,7 +340,14 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		s.Close(msg.CloseShutdown, "hub shutting down")
 	}
 	done := make(chan struct{})
-	go func() { h.active.Wait(); close(done) }()
+	go func() {
+		h.active.Wait()
+		h.bgMu.Lock()
+		h.bgClosed = true
+		h.bgMu.Unlock()
+		h.bg.Wait()
+		close(done)
+	}()
 	var err error
 	select {
 	case <-done:
@@ -321,6 +358,23 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		err = cerr
 	}
 	return err
+}
+
+// engineContext bounds one engine call by Config.EngineTimeout.
+func (h *Hub) engineContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, h.cfg.EngineTimeout)
+}
+
+// goBackground runs f on a goroutine the hub waits for in Shutdown, and
+// reports false, running nothing, once every session has been released.
+func (h *Hub) goBackground(f func()) bool {
+	h.bgMu.Lock()
+	defer h.bgMu.Unlock()
+	if h.bgClosed {
+		return false
+	}
+	h.bg.Go(f)
+	return true
 }
 
 func invalidChannel(name string) error {
