@@ -133,7 +133,7 @@ type Hub struct {
 	// idleScan is when (Unix nanoseconds) a trim last found no session
 	// holding MinCutBytes; trims wait idleScanPause after it, so a long
 	// burst over the bound does not scan every session per publication.
-	idleScan atomic.Int64
+	idleScan    atomic.Int64
 	lostSigs    atomic.Uint64
 	replayReads atomic.Uint64
 }
