@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -217,11 +218,11 @@ func (h *Hub) Publish(ctx context.Context, channel string, data []byte) (*Public
 	if h.isClosed() {
 		return nil, ErrShutdown
 	}
-	ctx, cancel := h.engineContext(ctx)
+	ectx, cancel := h.engineContext(ctx)
 	defer cancel()
-	p, err := h.engine.Publish(ctx, channel, compact)
+	p, err := h.engine.Publish(ectx, channel, compact)
 	if err != nil {
-		return nil, engineError(err)
+		return nil, h.callError(ctx, err)
 	}
 	h.published.Add(1)
 	return p, nil
@@ -233,11 +234,11 @@ func (h *Hub) History(ctx context.Context, channel string, after uint64, limit i
 	if !msg.ValidChannel(channel) {
 		return StreamState{}, nil, invalidChannel(channel)
 	}
-	ctx, cancel := h.engineContext(ctx)
+	ectx, cancel := h.engineContext(ctx)
 	defer cancel()
-	st, pubs, err := h.engine.History(ctx, channel, HistoryQuery{After: after, Limit: limit})
+	st, pubs, err := h.engine.History(ectx, channel, HistoryQuery{After: after, Limit: limit})
 	if err != nil {
-		return StreamState{}, nil, engineError(err)
+		return StreamState{}, nil, h.callError(ctx, err)
 	}
 	return st, pubs, nil
 }
@@ -363,6 +364,16 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 // engineContext bounds one engine call by Config.EngineTimeout.
 func (h *Hub) engineContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, h.cfg.EngineTimeout)
+}
+
+// callError is engineError for a call made under engineContext(parent):
+// the engine's deadline passing while parent is still live is the
+// engine's failure (unavailable), not the caller's cancellation.
+func (h *Hub) callError(parent context.Context, err error) error {
+	if err != nil && parent.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		return &msg.Error{Code: msg.CodeUnavailable, Message: fmt.Sprintf("engine: no answer within %v", h.cfg.EngineTimeout)}
+	}
+	return engineError(err)
 }
 
 // goBackground runs f on a goroutine the hub waits for in Shutdown, and

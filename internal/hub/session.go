@@ -182,6 +182,7 @@ func (s *Session) Subscribe(ctx context.Context, channel string, opts SubscribeO
 
 func (s *Session) start(ctx context.Context, channel string, st *subState, opts SubscribeOptions) (SubscribeResult, error) {
 	h := s.h
+	parent := ctx
 	ctx, cancel := h.engineContext(ctx)
 	defer cancel()
 	// Order matters: register for live delivery first, then read history,
@@ -192,7 +193,7 @@ func (s *Session) start(ctx context.Context, channel string, st *subState, opts 
 	}
 	if err := h.engine.Subscribe(ctx, channel); err != nil {
 		h.detach(channel, s)
-		return SubscribeResult{}, engineError(err)
+		return SubscribeResult{}, h.callError(parent, err)
 	}
 	// A resume reads its first page here when the session has no other
 	// replay under way; otherwise only the state, and the pager reads
@@ -223,7 +224,7 @@ func (s *Session) start(ctx context.Context, channel string, st *subState, opts 
 		uctx, ucancel := h.engineContext(context.WithoutCancel(ctx))
 		_ = h.engine.Unsubscribe(uctx, channel)
 		ucancel()
-		return SubscribeResult{}, engineError(err)
+		return SubscribeResult{}, h.callError(parent, err)
 	}
 
 	res := SubscribeResult{Channel: channel, Epoch: state.Epoch, Offset: state.Latest}
@@ -264,9 +265,9 @@ func (s *Session) Unsubscribe(ctx context.Context, channel string) error {
 		return msg.Errorf(msg.CodeBadRequest, "not subscribed to %q", channel)
 	}
 	s.h.detach(channel, s)
-	ctx, cancel := s.h.engineContext(ctx)
+	ectx, cancel := s.h.engineContext(ctx)
 	defer cancel()
-	return engineError(s.h.engine.Unsubscribe(ctx, channel))
+	return s.h.callError(ctx, s.h.engine.Unsubscribe(ectx, channel))
 }
 
 // Channels returns the number of channels the session subscribes to.
@@ -581,11 +582,15 @@ func (s *Session) Release() {
 	// for EngineTimeout, not for EngineTimeout per channel.
 	ctx, cancel := s.h.engineContext(context.Background())
 	defer cancel()
+	failed, lastErr := 0, error(nil)
 	for channel := range subs {
 		s.h.detach(channel, s)
 		if err := s.h.engine.Unsubscribe(ctx, channel); err != nil {
-			s.h.log.Warn("engine unsubscribe failed", "channel", channel, "err", err)
+			failed, lastErr = failed+1, err
 		}
+	}
+	if failed > 0 {
+		s.h.log.Warn("engine unsubscribe failed", "channels", failed, "err", lastErr)
 	}
 	s.h.mu.Lock()
 	delete(s.h.sessions, s)
