@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -43,6 +44,12 @@ type Config struct {
 	PoolSize int
 	// Logger receives the engine's logs. Nil means slog.Default().
 	Logger *slog.Logger
+	// Linger is how long a channel stays subscribed on Redis after its
+	// last Unsubscribe, its messages dropped, so that a reader coming
+	// back within it (a long poll: one subscription per request) costs
+	// no SUBSCRIBE/UNSUBSCRIBE on Redis. Zero means 30 seconds; negative,
+	// none.
+	Linger time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -68,6 +75,9 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Linger == 0 {
+		c.Linger = 30 * time.Second
+	}
 	return c
 }
 
@@ -89,7 +99,9 @@ type Engine struct {
 	mu      sync.Mutex // guards started, closed, subs, shards
 	started bool
 	closed  bool
-	// subs holds the channels with more Subscribe than Unsubscribe calls.
+	// subs holds the channels with more Subscribe than Unsubscribe calls,
+	// and those lingering after their last Unsubscribe (count 0, linger
+	// set).
 	subs map[string]*chanState
 	// shards are the pub/sub connections: one on a single Redis (key 0),
 	// one per hash slot in use on a Cluster.
@@ -100,8 +112,22 @@ type Engine struct {
 
 // chanState is one subscribed channel.
 type chanState struct {
-	count int    // guarded by Engine.mu
-	shard *shard // set once
+	count int // guarded by Engine.mu
+	// linger, guarded by Engine.mu, ends the Redis subscription once
+	// Config.Linger has passed with count at 0.
+	linger *time.Timer
+	// live is count > 0, once a fence (Engine.fence) is passed: read by
+	// the shard's reader without Engine.mu, so that a lingering channel's
+	// messages are dropped.
+	live atomic.Bool
+	// fence, guarded by Engine.mu, is set while a Subscribe brings the
+	// channel back from lingering, and closed when it has.
+	fence chan struct{}
+	// skipEpoch and skipTo, guarded by shard.mu, are the fence: messages
+	// of that epoch up to that offset are not delivered.
+	skipEpoch string
+	skipTo    uint64
+	shard     *shard // set once
 	// ready is closed when Redis first confirms the subscription.
 	ready chan struct{}
 	// confirmed is guarded by shard.mu.
@@ -151,6 +177,11 @@ func (e *Engine) Close(ctx context.Context) error {
 		return nil
 	}
 	e.closed = true
+	for _, st := range e.subs {
+		if st.linger != nil {
+			st.linger.Stop() // one that fired finds the engine closed
+		}
+	}
 	shards := e.shards
 	e.shards = map[int]*shard{}
 	e.subs = map[string]*chanState{}
