@@ -134,8 +134,11 @@ type Hub struct {
 	// idleScan is when (Unix nanoseconds) a trim last found no session
 	// holding MinCutBytes; trims wait idleScanPause after it, so a long
 	// burst over the bound does not scan every session per publication.
-	idleScan    atomic.Int64
-	lostSigs    atomic.Uint64
+	idleScan atomic.Int64
+	lostSigs atomic.Uint64
+	// engineDown is set between the engine's Handlers.Down and Up.
+	engineDown  atomic.Bool
+	downs       atomic.Uint64
 	replayReads atomic.Uint64
 }
 
@@ -162,7 +165,7 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 		sessions: make(map[*Session]struct{}),
 		pageLen:  max(1, min(cfg.QueueMessages/2, cfg.QueueBytes/2/(cfg.MaxMessage+pubOverhead))),
 	}
-	if err := h.engine.Start(ctx, Handlers{Deliver: h.deliver, Lost: h.lost}); err != nil {
+	if err := h.engine.Start(ctx, Handlers{Deliver: h.deliver, Lost: h.lost, Down: h.down, Up: h.up}); err != nil {
 		return nil, err
 	}
 	return h, nil
@@ -177,7 +180,11 @@ type Stats struct {
 	// Lost counts the engine's "publications of a channel may have been
 	// missed" signals (see Handlers.Lost); ReplayReads the history pages
 	// read after Subscribe's first (replay.go), resyncs included.
-	Lost, ReplayReads  uint64
+	Lost, ReplayReads uint64
+	// EngineDowns counts the engine's Handlers.Down calls; EngineDown
+	// is whether the engine is down now.
+	EngineDowns        uint64
+	EngineDown         bool
 	Sessions, Channels int
 	// QueuedBytes is what the sessions hold now (see
 	// Config.MaxQueuedBytes).
@@ -195,6 +202,8 @@ func (h *Hub) Stats() Stats {
 	s.QueuedBytes = max(h.queued.Load(), 0)
 	s.Lost = h.lostSigs.Load()
 	s.ReplayReads = h.replayReads.Load()
+	s.EngineDowns = h.downs.Load()
+	s.EngineDown = h.engineDown.Load()
 	return s
 }
 

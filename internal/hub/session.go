@@ -166,6 +166,9 @@ func (s *Session) Subscribe(ctx context.Context, channel string, opts SubscribeO
 	case len(s.subs) >= s.h.cfg.MaxChannels:
 		s.mu.Unlock()
 		return SubscribeResult{}, msg.Errorf(msg.CodeBadRequest, "at most %d channels per connection", s.h.cfg.MaxChannels)
+	case s.h.engineDown.Load():
+		s.mu.Unlock()
+		return SubscribeResult{}, ErrEngineDown
 	}
 	s.subs[channel] = st
 	s.mu.Unlock()

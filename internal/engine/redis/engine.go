@@ -50,6 +50,11 @@ type Config struct {
 	// no SUBSCRIBE/UNSUBSCRIBE on Redis. Zero means 30 seconds; negative,
 	// none.
 	Linger time.Duration
+	// DownGrace is how long a pub/sub connection may be down before the
+	// engine tells the hub it cannot deliver (hub.Handlers.Down): a drop
+	// repaired within it is only a lost delivery, filled from history.
+	// Zero means 2 seconds.
+	DownGrace time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -75,6 +80,9 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.DownGrace <= 0 {
+		c.DownGrace = 2 * time.Second
+	}
 	if c.Linger == 0 {
 		c.Linger = 30 * time.Second
 	}
@@ -84,7 +92,7 @@ func (c Config) withDefaults() Config {
 // Engine is the Redis hub.Engine. It is safe for concurrent use. Call
 // Close when done.
 //
-// Lock order: Engine.mu before shard.mu.
+// Lock order: Engine.mu before shard.mu; Engine.healthMu before shard.mu.
 type Engine struct {
 	cfg    Config
 	target Target
@@ -108,6 +116,12 @@ type Engine struct {
 	shards map[int]*shard
 
 	wg sync.WaitGroup // the shards' reader goroutines
+
+	// healthMu serialises the shards' health changes and the hub's
+	// Down/Up calls they make, so those alternate. Taken before a
+	// shard.mu, never with Engine.mu.
+	healthMu   sync.Mutex
+	downShards int // shards down past DownGrace; guarded by healthMu
 }
 
 // chanState is one subscribed channel.

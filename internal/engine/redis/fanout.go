@@ -187,6 +187,11 @@ type shard struct {
 	// the order it was asked, so the front is what a confirmation is for.
 	pending map[string][]*chanState
 	stopped bool
+	// graceTimer runs from a connection's loss until it is back or
+	// DownGrace has passed; down is set after that, until it is back.
+	// Both guarded by mu, changed with Engine.healthMu held.
+	graceTimer *time.Timer
+	down       bool
 
 	quit chan struct{} // closed by stop
 }
@@ -261,6 +266,7 @@ func (s *shard) stop() {
 const healthInterval = 15 * time.Second
 
 func (s *shard) run() {
+	defer s.healthy() // a stopped shard is down no more
 	backoff := time.Duration(0)
 	for {
 		ps, err := s.connect()
@@ -269,6 +275,7 @@ func (s *shard) run() {
 		}
 		worked := false
 		if err == nil {
+			s.healthy()
 			worked, err = s.read(ps)
 			ps.Close()
 		}
@@ -279,6 +286,7 @@ func (s *shard) run() {
 		if stopped {
 			return
 		}
+		s.lostConnection(err)
 		s.e.stats.Reconnects.Add(1)
 		if backoff == 0 || worked {
 			backoff = 50 * time.Millisecond
@@ -292,6 +300,61 @@ func (s *shard) run() {
 			t.Stop()
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// lostConnection starts the grace after which the hub is told that this
+// shard cannot deliver, unless it runs already or has passed.
+func (s *shard) lostConnection(err error) {
+	s.e.healthMu.Lock()
+	defer s.e.healthMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down || s.graceTimer != nil {
+		return
+	}
+	s.graceTimer = time.AfterFunc(s.e.cfg.DownGrace, func() { s.graceOver(err) })
+}
+
+// graceOver marks the shard down, and the engine with it if it is the
+// first shard down.
+func (s *shard) graceOver(err error) {
+	s.e.healthMu.Lock()
+	defer s.e.healthMu.Unlock()
+	s.mu.Lock()
+	if s.stopped || s.graceTimer == nil || s.down {
+		s.mu.Unlock()
+		return
+	}
+	s.graceTimer, s.down = nil, true
+	s.mu.Unlock()
+	if s.e.downShards++; s.e.downShards == 1 {
+		s.e.log.Error("redis engine: pub/sub down past its grace", "err", err, "grace", s.e.cfg.DownGrace)
+		if down := s.e.handlers.Down; down != nil {
+			down(err)
+		}
+	}
+}
+
+// healthy ends the grace or the down state: the shard is connected
+// again, or stopped.
+func (s *shard) healthy() {
+	s.e.healthMu.Lock()
+	defer s.e.healthMu.Unlock()
+	s.mu.Lock()
+	if s.graceTimer != nil {
+		s.graceTimer.Stop()
+		s.graceTimer = nil
+	}
+	was := s.down
+	s.down = false
+	s.mu.Unlock()
+	if was {
+		if s.e.downShards--; s.e.downShards == 0 {
+			if up := s.e.handlers.Up; up != nil {
+				up()
+			}
 		}
 	}
 }
