@@ -43,8 +43,8 @@ type HistoryQuery struct {
 	Limit int
 }
 
-// Handlers are the hub's callbacks, given to an engine by Start. Neither
-// may block nor call back into the engine.
+// Handlers are the hub's callbacks, given to an engine by Start. None may
+// block nor call back into the engine.
 type Handlers struct {
 	// Deliver receives the publications of subscribed channels, in offset
 	// order per channel. It may be called from any goroutine, but never

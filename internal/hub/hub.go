@@ -25,9 +25,10 @@ type Config struct {
 	// MaxChannels bounds the channels one session subscribes to. Zero
 	// means 128.
 	MaxChannels int
-	// QueueMessages bounds the live items waiting in one session's queue.
-	// A session that overflows is closed with msg.CloseSlow. Replay items
-	// do not count (the engine's history bounds them). Zero means 4096.
+	// QueueMessages bounds the items waiting in one session's queue.
+	// A session that overflows is closed with msg.CloseSlow. Replay is
+	// read in pages of at most half the room left (replay.go), so a
+	// replay alone never overflows it. Zero means 4096.
 	QueueMessages int
 	// QueueBytes bounds the bytes waiting in one session's queue. Zero
 	// means 16 MiB.
