@@ -33,7 +33,7 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 	var (
 		listen         = fs.String("listen", envOr("DUPLEX_LISTEN", "127.0.0.1:8080"), "address to listen on (env DUPLEX_LISTEN)")
 		engineURL      = fs.String("engine", envOr("DUPLEX_ENGINE", "memory"), "engine: memory, redis://host:6379/0, rediss://… or redis+cluster://h1:p1,h2:p2 (env DUPLEX_ENGINE)")
-		engineTimeout  = fs.Duration("engine-timeout", 5*time.Second, "longest wait for one engine call (Redis)")
+		engineTimeout  = fs.Duration("engine-timeout", 5*time.Second, "longest wait for one engine call (Redis), and for all of a closing session's unsubscribes")
 		historySize    = fs.Int("history-size", 1000, "publications kept per channel")
 		historyTTL     = fs.Duration("history-ttl", 10*time.Minute, "how long a publication is kept")
 		maxMessage     = fs.Int("max-message", 65536, "largest publication data, in bytes of compact JSON")
@@ -90,7 +90,7 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 	h, err := hub.New(ctx, hub.Config{
 		Engine: engine, Logger: logger, MaxMessage: *maxMessage, MaxChannels: *maxChannels,
 		QueueMessages: *queueMessages, QueueBytes: *queueBytes,
-		MaxQueuedBytes: *maxQueuedBytes,
+		MaxQueuedBytes: *maxQueuedBytes, EngineTimeout: *engineTimeout,
 	})
 	if err != nil {
 		return err

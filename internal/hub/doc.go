@@ -19,9 +19,11 @@
 // [msg.CloseSlow] and resumes later from its cursor.
 //
 // Lock order: Session.subMu, then engine stream locks, then Hub.mu, then
-// channel.mu, then Session.mu. The engine calls the hub's Handler with its
+// channel.mu, then Session.mu, then Hub.bgMu (a leaf: a session starts its
+// pager with its lock held). The engine calls the hub's Handler with its
 // stream lock held, so the hub never calls the engine while holding Hub.mu,
-// a channel.mu or a Session.mu. The hub-wide bound on queued bytes
+// a channel.mu or a Session.mu: history pages (replay.go) are read with no
+// lock held, by the session's pager goroutine. The hub-wide bound on queued bytes
 // (bound.go) adds no mutex: it counts with atomics, and its slow path takes
 // Hub.mu for reading, lets go, then each Session.mu alone.
 package hub

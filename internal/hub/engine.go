@@ -43,8 +43,8 @@ type HistoryQuery struct {
 	Limit int
 }
 
-// Handlers are the hub's callbacks, given to an engine by Start. Neither
-// may block nor call back into the engine.
+// Handlers are the hub's callbacks, given to an engine by Start. None may
+// block nor call back into the engine.
 type Handlers struct {
 	// Deliver receives the publications of subscribed channels, in offset
 	// order per channel. It may be called from any goroutine, but never
@@ -57,6 +57,17 @@ type Handlers struct {
 	// brings from then on, misses nothing. An engine that cannot lose
 	// deliveries (memory) never calls it.
 	Lost func(channel string)
+	// Down says that the engine cannot deliver (its pub/sub connection
+	// has been down longer than a short grace, and is being retried);
+	// Up says that it can again. They alternate, Down first; an engine
+	// that cannot go down (memory) calls neither. The hub closes its
+	// sessions on Down, with a code that tells clients to come back with
+	// their cursors, and refuses new subscriptions until Up: a
+	// subscriber is told, instead of waiting on a channel that may not
+	// deliver for a long time, and a client behind a load balancer may
+	// find a hub whose engine works.
+	Down func(err error)
+	Up   func()
 }
 
 // Engine stores channels' offsets, epochs and history, and brings every

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/duplexhq/duplex/msg"
 )
@@ -23,9 +25,10 @@ type Config struct {
 	// MaxChannels bounds the channels one session subscribes to. Zero
 	// means 128.
 	MaxChannels int
-	// QueueMessages bounds the live items waiting in one session's queue.
-	// A session that overflows is closed with msg.CloseSlow. Replay items
-	// do not count (the engine's history bounds them). Zero means 4096.
+	// QueueMessages bounds the items waiting in one session's queue.
+	// A session that overflows is closed with msg.CloseSlow. Replay is
+	// read in pages of at most half the room left (replay.go), so a
+	// replay alone never overflows it. Zero means 4096.
 	QueueMessages int
 	// QueueBytes bounds the bytes waiting in one session's queue. Zero
 	// means 16 MiB.
@@ -42,6 +45,13 @@ type Config struct {
 	// most, so a fan-out burst that passes the bound for a moment cuts
 	// nobody; readers that take nothing pass it soon. Zero means 1 MiB.
 	MinCutBytes int
+	// EngineTimeout bounds every engine call made for a transport or a
+	// session (Subscribe, Unsubscribe, History, Publish, a replay page, a
+	// resync), on top of the caller's ctx, so a stalled engine never
+	// holds a WebSocket reader or a shutdown for longer. A session's
+	// Release unsubscribes all its channels under one EngineTimeout, not
+	// one per channel. Zero means 5s.
+	EngineTimeout time.Duration
 }
 
 // DefaultMaxQueuedBytes is MaxQueuedBytes when it is zero. Bytes are
@@ -76,6 +86,9 @@ func (c Config) withDefaults() Config {
 	if c.MinCutBytes <= 0 {
 		c.MinCutBytes = 1 << 20
 	}
+	if c.EngineTimeout <= 0 {
+		c.EngineTimeout = 5 * time.Second
+	}
 	return c
 }
 
@@ -93,6 +106,17 @@ type Hub struct {
 	closed   bool
 
 	active sync.WaitGroup // one per session not yet released
+
+	// bgMu guards bgClosed and Add on bg; it is a leaf, taken with any of
+	// the other locks held (a session starts its pager locked).
+	bgMu     sync.Mutex
+	bgClosed bool
+	bg       sync.WaitGroup // the sessions' pagers (replay.go)
+
+	// pageLen is the most publications one page of replay holds, and one
+	// recovering channel keeps pending: at most half of QueueMessages and
+	// of QueueBytes (at MaxMessage each).
+	pageLen int
 
 	// Counters for metrics.
 	published atomic.Uint64
@@ -113,6 +137,10 @@ type Hub struct {
 	// burst over the bound does not scan every session per publication.
 	idleScan atomic.Int64
 	lostSigs atomic.Uint64
+	// engineDown is set between the engine's Handlers.Down and Up.
+	engineDown  atomic.Bool
+	downs       atomic.Uint64
+	replayReads atomic.Uint64
 }
 
 // channel is the hub-side list of sessions subscribed to one channel.
@@ -136,8 +164,9 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 		log:      cfg.Logger,
 		channels: make(map[string]*channel),
 		sessions: make(map[*Session]struct{}),
+		pageLen:  max(1, min(cfg.QueueMessages/2, cfg.QueueBytes/2/(cfg.MaxMessage+pubOverhead))),
 	}
-	if err := h.engine.Start(ctx, Handlers{Deliver: h.deliver, Lost: h.lost}); err != nil {
+	if err := h.engine.Start(ctx, Handlers{Deliver: h.deliver, Lost: h.lost, Down: h.down, Up: h.up}); err != nil {
 		return nil, err
 	}
 	return h, nil
@@ -150,8 +179,13 @@ func (h *Hub) Config() Config { return h.cfg }
 type Stats struct {
 	Published, Delivered, SlowCuts uint64
 	// Lost counts the engine's "publications of a channel may have been
-	// missed" signals (see Handlers.Lost).
-	Lost               uint64
+	// missed" signals (see Handlers.Lost); ReplayReads the history pages
+	// read after Subscribe's first (replay.go), resyncs included.
+	Lost, ReplayReads uint64
+	// EngineDowns counts the engine's Handlers.Down calls; EngineDown
+	// is whether the engine is down now.
+	EngineDowns        uint64
+	EngineDown         bool
 	Sessions, Channels int
 	// QueuedBytes is what the sessions hold now (see
 	// Config.MaxQueuedBytes).
@@ -168,6 +202,9 @@ func (h *Hub) Stats() Stats {
 	s.SlowCuts = h.slowCuts.Load()
 	s.QueuedBytes = max(h.queued.Load(), 0)
 	s.Lost = h.lostSigs.Load()
+	s.ReplayReads = h.replayReads.Load()
+	s.EngineDowns = h.downs.Load()
+	s.EngineDown = h.engineDown.Load()
 	return s
 }
 
@@ -191,9 +228,11 @@ func (h *Hub) Publish(ctx context.Context, channel string, data []byte) (*Public
 	if h.isClosed() {
 		return nil, ErrShutdown
 	}
-	p, err := h.engine.Publish(ctx, channel, compact)
+	ectx, cancel := h.engineContext(ctx)
+	defer cancel()
+	p, err := h.engine.Publish(ectx, channel, compact)
 	if err != nil {
-		return nil, engineError(err)
+		return nil, h.callError(ctx, err)
 	}
 	h.published.Add(1)
 	return p, nil
@@ -205,9 +244,11 @@ func (h *Hub) History(ctx context.Context, channel string, after uint64, limit i
 	if !msg.ValidChannel(channel) {
 		return StreamState{}, nil, invalidChannel(channel)
 	}
-	st, pubs, err := h.engine.History(ctx, channel, HistoryQuery{After: after, Limit: limit})
+	ectx, cancel := h.engineContext(ctx)
+	defer cancel()
+	st, pubs, err := h.engine.History(ectx, channel, HistoryQuery{After: after, Limit: limit})
 	if err != nil {
-		return StreamState{}, nil, engineError(err)
+		return StreamState{}, nil, h.callError(ctx, err)
 	}
 	return st, pubs, nil
 }
@@ -310,7 +351,14 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		s.Close(msg.CloseShutdown, "hub shutting down")
 	}
 	done := make(chan struct{})
-	go func() { h.active.Wait(); close(done) }()
+	go func() {
+		h.active.Wait()
+		h.bgMu.Lock()
+		h.bgClosed = true
+		h.bgMu.Unlock()
+		h.bg.Wait()
+		close(done)
+	}()
 	var err error
 	select {
 	case <-done:
@@ -321,6 +369,33 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		err = cerr
 	}
 	return err
+}
+
+// engineContext bounds one engine call by Config.EngineTimeout.
+func (h *Hub) engineContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, h.cfg.EngineTimeout)
+}
+
+// callError is engineError for a call made under engineContext(parent):
+// the engine's deadline passing while parent is still live is the
+// engine's failure (unavailable), not the caller's cancellation.
+func (h *Hub) callError(parent context.Context, err error) error {
+	if err != nil && parent.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		return &msg.Error{Code: msg.CodeUnavailable, Message: fmt.Sprintf("engine: no answer within %v", h.cfg.EngineTimeout)}
+	}
+	return engineError(err)
+}
+
+// goBackground runs f on a goroutine the hub waits for in Shutdown, and
+// reports false, running nothing, once every session has been released.
+func (h *Hub) goBackground(f func()) bool {
+	h.bgMu.Lock()
+	defer h.bgMu.Unlock()
+	if h.bgClosed {
+		return false
+	}
+	h.bg.Go(f)
+	return true
 }
 
 func invalidChannel(name string) error {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/duplexhq/duplex/msg"
 )
@@ -66,13 +65,21 @@ type Session struct {
 	closed   bool
 	closeErr *msg.CloseError
 	released bool
-	// replaying is set while Subscribe queues a replay. Replay items do
-	// not count against the queue bounds (history bounds them): they
-	// raise the bounds by slackN and slackBytes until the owner takes the
-	// queue, so a reader that resumes after being cut as slow is not cut
-	// again by its own replay.
-	replaying          bool
-	slackN, slackBytes int
+	// replaying is set while a page of history is queued (replay.go).
+	// Replay items count against the queue bounds like live ones; a page
+	// is at most half of them (Hub.pageLen), so a reader that resumes
+	// after being cut as slow is not cut again by its own replay.
+	// replayN and replayBytes are the replay items waiting in the queue:
+	// the pager reads the next page only once the owner has taken them.
+	// Replay does not count in Hub.queued (see heldLocked).
+	replaying   bool
+	replayN     int
+	replayBytes int
+	// readQ lists, in order, the channels whose replay needs another page
+	// of history (subState.queuedRead marks them); paging is set while
+	// the session's pager goroutine runs (at most one).
+	readQ  []string
+	paging bool
 	// notify, if set, is called (locked) whenever an item is queued or the
 	// session closes; see SetNotify.
 	notify func()
@@ -85,10 +92,20 @@ type Session struct {
 type subState struct {
 	epoch string
 	last  uint64 // offset of the last publication queued
-	// recovering is true between attach and the end of replay; live
-	// publications wait in pending meanwhile.
+	// recovering is true while the channel's messages come from history:
+	// between attach and the end of replay, and from a lost delivery or a
+	// hole seen live until history has filled it. Live publications wait
+	// in pending meanwhile, at most Hub.pageLen of them: older ones are
+	// dropped, history holds them. stale says that pending may miss
+	// publications (the engine lost some while it filled): only a history
+	// read made after it can join history to live.
 	recovering bool
 	pending    []*Publication
+	stale      bool
+	queuedRead bool // in Session.readQ
+	// started is set once Subscribe has set epoch and last: the pager
+	// leaves the channel alone until then.
+	started bool
 }
 
 // NewSession returns a new session of h, or ErrShutdown.
@@ -149,6 +166,9 @@ func (s *Session) Subscribe(ctx context.Context, channel string, opts SubscribeO
 	case len(s.subs) >= s.h.cfg.MaxChannels:
 		s.mu.Unlock()
 		return SubscribeResult{}, msg.Errorf(msg.CodeBadRequest, "at most %d channels per connection", s.h.cfg.MaxChannels)
+	case s.h.engineDown.Load():
+		s.mu.Unlock()
+		return SubscribeResult{}, ErrEngineDown
 	}
 	s.subs[channel] = st
 	s.mu.Unlock()
@@ -165,6 +185,9 @@ func (s *Session) Subscribe(ctx context.Context, channel string, opts SubscribeO
 
 func (s *Session) start(ctx context.Context, channel string, st *subState, opts SubscribeOptions) (SubscribeResult, error) {
 	h := s.h
+	parent := ctx
+	ctx, cancel := h.engineContext(ctx)
+	defer cancel()
 	// Order matters: register for live delivery first, then read history,
 	// so every publication is in the replay, in pending, or both (and the
 	// offsets sort that out).
@@ -173,42 +196,38 @@ func (s *Session) start(ctx context.Context, channel string, st *subState, opts 
 	}
 	if err := h.engine.Subscribe(ctx, channel); err != nil {
 		h.detach(channel, s)
-		return SubscribeResult{}, engineError(err)
+		return SubscribeResult{}, h.callError(parent, err)
 	}
-	var (
-		state  StreamState
-		replay []*Publication
-		gap    *msg.Gap
-		err    error
-	)
-	from := opts.From
-	if from == nil {
-		state, _, err = h.engine.History(ctx, channel, HistoryQuery{})
-	} else {
-		state, replay, err = h.engine.History(ctx, channel, HistoryQuery{After: from.Offset, Limit: -1})
+	// A resume reads its first page here when the session has no other
+	// replay under way; otherwise only the state, and the pager reads
+	// the rest in turn (replay.go): one page per session at a time.
+	// While it reads, Subscribe stands in for the pager (paging), so
+	// that no other page is read meanwhile.
+	q := HistoryQuery{}
+	pager := false
+	if opts.From != nil {
+		q.After = opts.From.Offset
+		s.mu.Lock()
+		if !s.paging && len(s.readQ) == 0 {
+			q.Limit = s.pageLimitLocked()
+			pager = q.Limit > 0
+			s.paging = pager
+		}
+		s.mu.Unlock()
 	}
-	if err == nil && from != nil && from.Epoch != "" && from.Epoch != state.Epoch {
-		// Another epoch: the cursor's offsets mean nothing here. Replay
-		// everything retained; announce a gap unless nothing can have been
-		// lost (a reader at offset 0 of a channel that still has offset 1).
-		state, replay, err = h.engine.History(ctx, channel, HistoryQuery{After: 0, Limit: -1})
-		if err == nil && !(from.Offset == 0 && state.Oldest == 1) {
-			gap = &msg.Gap{Type: msg.TypeGap, Channel: channel, Epoch: state.Epoch, Next: state.Oldest}
-		}
-	} else if err == nil && from != nil {
-		switch {
-		case from.Offset > state.Latest:
-			// Ahead of the channel: what the reader saw is not this
-			// history. Say so, and go on from the next offset.
-			gap = &msg.Gap{Type: msg.TypeGap, Channel: channel, Epoch: state.Epoch, Next: state.Latest + 1}
-		case from.Offset+1 < state.Oldest:
-			gap = &msg.Gap{Type: msg.TypeGap, Channel: channel, Epoch: state.Epoch, Next: state.Oldest}
-		}
+	state, page, err := h.engine.History(ctx, channel, q)
+	if pager {
+		s.mu.Lock()
+		s.paging = false
+		s.kickLocked()
+		s.mu.Unlock()
 	}
 	if err != nil {
 		h.detach(channel, s)
-		_ = h.engine.Unsubscribe(context.WithoutCancel(ctx), channel)
-		return SubscribeResult{}, engineError(err)
+		uctx, ucancel := h.engineContext(context.WithoutCancel(ctx))
+		_ = h.engine.Unsubscribe(uctx, channel)
+		ucancel()
+		return SubscribeResult{}, h.callError(parent, err)
 	}
 
 	res := SubscribeResult{Channel: channel, Epoch: state.Epoch, Offset: state.Latest}
@@ -218,41 +237,18 @@ func (s *Session) start(ctx context.Context, channel string, st *subState, opts 
 		s.mu.Unlock()
 		return res, nil
 	}
-	st.epoch = state.Epoch
 	var grew int
 	if opts.Ack != nil {
 		_, n := s.enqueueLocked(Item{Raw: opts.Ack(res)})
 		grew += n
 	}
-	switch {
-	case from == nil:
-		st.last = state.Latest
-	case gap != nil:
-		_, n := s.enqueueLocked(Item{Gap: gap})
-		grew += n
-		st.last = gap.Next - 1
-	default:
-		st.last = from.Offset
-	}
 	var queued uint64
-	s.replaying = true
-	for _, p := range replay {
-		ok, n := s.pushLocked(st, p)
-		if ok {
-			queued++
-		}
-		grew += n
-	}
-	s.replaying = false
-	pending := st.pending
-	st.pending = nil
-	st.recovering = false
-	for _, p := range pending {
-		ok, n := s.pushLocked(st, p)
-		if ok {
-			queued++
-		}
-		grew += n
+	if opts.From == nil {
+		st.epoch, st.last = state.Epoch, state.Latest
+		queued, grew = s.joinLocked(channel, st, queued, grew)
+	} else {
+		st.epoch, st.last = opts.From.Epoch, opts.From.Offset
+		queued, grew = s.applyPageLocked(channel, st, state, page, queued, grew)
 	}
 	s.mu.Unlock()
 	h.delivered.Add(queued)
@@ -272,7 +268,9 @@ func (s *Session) Unsubscribe(ctx context.Context, channel string) error {
 		return msg.Errorf(msg.CodeBadRequest, "not subscribed to %q", channel)
 	}
 	s.h.detach(channel, s)
-	return engineError(s.h.engine.Unsubscribe(ctx, channel))
+	ectx, cancel := s.h.engineContext(ctx)
+	defer cancel()
+	return s.h.callError(ctx, s.h.engine.Unsubscribe(ectx, channel))
 }
 
 // Channels returns the number of channels the session subscribes to.
@@ -294,21 +292,56 @@ func (s *Session) push(p *Publication) (bool, int) {
 		return false, 0
 	}
 	if st.recovering {
-		if len(st.pending) >= s.h.cfg.QueueMessages {
-			s.closeLocked(msg.CloseSlow, "too many messages while replaying")
-			return false, 0
-		}
-		st.pending = append(st.pending, p)
+		s.holdLocked(st, p)
+		return false, 0
+	}
+	return s.pushLiveLocked(p.Channel, st, p)
+}
+
+// holdLocked keeps live p in st.pending while the channel recovers. When
+// pending is full its older entries are dropped, not the session: they
+// are in history, which the replay reads up to p; the replay joins
+// pending only where they meet (joinLocked), and history trimmed in
+// between shows as a gap.
+func (s *Session) holdLocked(st *subState, p *Publication) {
+	if len(st.pending) >= s.h.pageLen {
+		clear(st.pending)
+		st.pending = st.pending[:0]
+	}
+	st.pending = append(st.pending, p)
+}
+
+// pushLiveLocked queues a live publication that follows what the session
+// has, and skips one it has already. One that does not follow (a hole: a
+// delivery the engine lost, or another epoch) is never taken for a gap as
+// it stands: the channel goes back to recovering, p waits in pending and
+// history says what is missing, gap or not.
+func (s *Session) pushLiveLocked(channel string, st *subState, p *Publication) (bool, int) {
+	if st.epoch == "" {
+		// The store held no epoch for the channel when the session
+		// subscribed (never published, or lost): the first epoch that
+		// comes continues it, and the offset check below still tells a
+		// hole from offset 1.
+		st.epoch = p.Epoch
+	}
+	if p.Epoch == st.epoch && p.Offset <= st.last {
+		return false, 0 // in both replay and live: queued once already
+	}
+	if p.Epoch != st.epoch || p.Offset > st.last+1 {
+		st.recovering = true
+		s.holdLocked(st, p)
+		s.wantReadLocked(channel, st)
 		return false, 0
 	}
 	return s.pushLocked(st, p)
 }
 
 // pushLocked queues p unless the session has it already, announcing a gap
-// when p does not follow what was queued before. It reports whether p was
-// queued, and the bytes queued (p's and a gap's). Callers count deliveries
-// and bytes in bulk: one atomic add per publication, not one per
-// subscriber on the fan-out path.
+// when p does not follow what was queued before (history, which has no
+// holes of its own, skipped it: trimmed). It reports whether p was queued,
+// and the bytes queued (p's and a gap's). Callers count deliveries and
+// bytes in bulk: one atomic add per publication, not one per subscriber
+// on the fan-out path.
 func (s *Session) pushLocked(st *subState, p *Publication) (bool, int) {
 	var gapBytes int
 	if st.epoch == "" {
@@ -356,15 +389,16 @@ func (s *Session) enqueueLocked(it Item) (bool, int) {
 		return false, 0
 	}
 	n := it.size()
-	counted := n
-	if s.replaying {
-		s.slackN++
-		s.slackBytes += n
-		counted = 0 // see heldLocked
-	} else if len(s.queue) >= s.h.cfg.QueueMessages+s.slackN || s.queueBytes+n > s.h.cfg.QueueBytes+s.slackBytes {
+	if len(s.queue) >= s.h.cfg.QueueMessages || s.queueBytes+n > s.h.cfg.QueueBytes {
 		s.h.slowCuts.Add(1)
 		s.closeLocked(msg.CloseSlow, fmt.Sprintf("outbound queue full (%d messages, %d bytes)", len(s.queue), s.queueBytes))
 		return false, 0
+	}
+	counted := n
+	if s.replaying {
+		s.replayN++
+		s.replayBytes += n
+		counted = 0 // see heldLocked
 	}
 	s.queue = append(s.queue, it)
 	s.queueBytes += n
@@ -379,11 +413,12 @@ func (s *Session) enqueueLocked(it Item) (bool, int) {
 }
 
 // heldLocked is what the session holds in Hub.queued: its queue and the
-// batch its owner is writing, replays excepted. A replay is bounded by
-// the engine's history, whose publications it shares; counting it would
-// have a reader cut as slow cut again by its own replay as it resumes.
+// batch its owner is writing, replays excepted. A replay is one page at a
+// time (replay.go), under the session's own bounds; counting it in the
+// hub-wide total would have a reader cut as slow cut again by its own
+// replay as it resumes.
 func (s *Session) heldLocked() int {
-	return s.queueBytes - s.slackBytes + s.inflight
+	return s.queueBytes - s.replayBytes + s.inflight
 }
 
 // SetNotify makes the session call f each time it queues an item and when
@@ -434,11 +469,13 @@ func (s *Session) TryNext() ([]Item, error) {
 	clear(s.spare)
 	done := s.inflight
 	s.queue, s.spare = s.spare[:0], items
-	s.inflight, s.queueBytes = s.queueBytes-s.slackBytes, 0
-	s.slackN, s.slackBytes = 0, 0
+	s.inflight, s.queueBytes = s.queueBytes-s.replayBytes, 0
+	s.replayN, s.replayBytes = 0, 0
 	if done != 0 {
 		s.h.queued.Add(-int64(done))
 	}
+	// The owner has taken the page: the next one may come.
+	s.kickLocked()
 	return items, nil
 }
 
@@ -506,6 +543,7 @@ func (s *Session) closeLocked(code msg.CloseCode, reason string) {
 		s.h.queued.Add(-int64(held))
 	}
 	s.queue, s.spare, s.queueBytes, s.inflight = nil, nil, 0, 0
+	s.replayN, s.replayBytes = 0, 0
 	close(s.done)
 	select {
 	case s.ready <- struct{}{}:
@@ -543,13 +581,19 @@ func (s *Session) Release() {
 	if already {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// One deadline for every channel: a stalled engine holds a release
+	// for EngineTimeout, not for EngineTimeout per channel.
+	ctx, cancel := s.h.engineContext(context.Background())
 	defer cancel()
+	failed, lastErr := 0, error(nil)
 	for channel := range subs {
 		s.h.detach(channel, s)
 		if err := s.h.engine.Unsubscribe(ctx, channel); err != nil {
-			s.h.log.Warn("engine unsubscribe failed", "channel", channel, "err", err)
+			failed, lastErr = failed+1, err
 		}
+	}
+	if failed > 0 {
+		s.h.log.Warn("engine unsubscribe failed", "channels", failed, "err", lastErr)
 	}
 	s.h.mu.Lock()
 	delete(s.h.sessions, s)

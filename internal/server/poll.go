@@ -52,6 +52,9 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 	case code == msg.CloseShutdown:
 		// Whatever was queued is dropped: answer with the request's cursor.
 		items = nil
+	case code == hub.CloseEngineDown:
+		writeError(w, hub.ErrEngineDown)
+		return
 	case code == msg.CloseSlow:
 		writeError(w, msg.Errorf(msg.CodeUnavailable,
 			"more is waiting after the cursor than one session may queue (%d messages): poll fewer channels at once",

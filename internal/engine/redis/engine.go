@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -43,6 +44,17 @@ type Config struct {
 	PoolSize int
 	// Logger receives the engine's logs. Nil means slog.Default().
 	Logger *slog.Logger
+	// Linger is how long a channel stays subscribed on Redis after its
+	// last Unsubscribe, its messages dropped, so that a reader coming
+	// back within it (a long poll: one subscription per request) costs
+	// no SUBSCRIBE/UNSUBSCRIBE on Redis. Zero means 30 seconds; negative,
+	// none.
+	Linger time.Duration
+	// DownGrace is how long a pub/sub connection may be down before the
+	// engine tells the hub it cannot deliver (hub.Handlers.Down): a drop
+	// repaired within it is only a lost delivery, filled from history.
+	// Zero means 2 seconds.
+	DownGrace time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -68,13 +80,19 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.DownGrace <= 0 {
+		c.DownGrace = 2 * time.Second
+	}
+	if c.Linger == 0 {
+		c.Linger = 30 * time.Second
+	}
 	return c
 }
 
 // Engine is the Redis hub.Engine. It is safe for concurrent use. Call
 // Close when done.
 //
-// Lock order: Engine.mu before shard.mu.
+// Lock order: Engine.mu before shard.mu; Engine.healthMu before shard.mu.
 type Engine struct {
 	cfg    Config
 	target Target
@@ -89,19 +107,41 @@ type Engine struct {
 	mu      sync.Mutex // guards started, closed, subs, shards
 	started bool
 	closed  bool
-	// subs holds the channels with more Subscribe than Unsubscribe calls.
+	// subs holds the channels with more Subscribe than Unsubscribe calls,
+	// and those lingering after their last Unsubscribe (count 0, linger
+	// set).
 	subs map[string]*chanState
 	// shards are the pub/sub connections: one on a single Redis (key 0),
 	// one per hash slot in use on a Cluster.
 	shards map[int]*shard
 
 	wg sync.WaitGroup // the shards' reader goroutines
+
+	// healthMu serialises the shards' health changes and the hub's
+	// Down/Up calls they make, so those alternate. Taken before a
+	// shard.mu, never with Engine.mu.
+	healthMu   sync.Mutex
+	downShards int // shards down past DownGrace; guarded by healthMu
 }
 
 // chanState is one subscribed channel.
 type chanState struct {
-	count int    // guarded by Engine.mu
-	shard *shard // set once
+	count int // guarded by Engine.mu
+	// linger, guarded by Engine.mu, ends the Redis subscription once
+	// Config.Linger has passed with count at 0.
+	linger *time.Timer
+	// live is count > 0, once a fence (Engine.fence) is passed: read by
+	// the shard's reader without Engine.mu, so that a lingering channel's
+	// messages are dropped.
+	live atomic.Bool
+	// fence, guarded by Engine.mu, is set while a Subscribe brings the
+	// channel back from lingering, and closed when it has.
+	fence chan struct{}
+	// skipEpoch and skipTo, guarded by shard.mu, are the fence: messages
+	// of that epoch up to that offset are not delivered.
+	skipEpoch string
+	skipTo    uint64
+	shard     *shard // set once
 	// ready is closed when Redis first confirms the subscription.
 	ready chan struct{}
 	// confirmed is guarded by shard.mu.
@@ -151,6 +191,11 @@ func (e *Engine) Close(ctx context.Context) error {
 		return nil
 	}
 	e.closed = true
+	for _, st := range e.subs {
+		if st.linger != nil {
+			st.linger.Stop() // one that fired finds the engine closed
+		}
+	}
 	shards := e.shards
 	e.shards = map[int]*shard{}
 	e.subs = map[string]*chanState{}

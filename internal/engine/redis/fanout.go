@@ -33,39 +33,123 @@ func (e *Engine) Subscribe(ctx context.Context, channel string) error {
 		e.subs[channel] = st
 		e.addLocked(ctx, channel, st)
 	}
+	fencer := false
+	if st.linger != nil {
+		// Back within the linger: Redis never saw it leave, so no
+		// SUBSCRIBE. Messages still on their way from before are
+		// dropped by offset, past the fence this call sets.
+		st.linger.Stop()
+		st.linger = nil
+		st.fence = make(chan struct{})
+		fencer = true
+	}
 	st.count++
+	fence := st.fence
+	if fence == nil {
+		st.live.Store(true)
+	}
 	e.mu.Unlock()
+	if fencer {
+		return e.fence(ctx, channel, st, fence)
+	}
 	parent := ctx
 	ctx, cancel := e.callContext(ctx)
 	defer cancel()
 	select {
 	case <-st.ready:
-		return nil
 	case <-ctx.Done():
 		// Not in place: this call does not count.
 		e.Unsubscribe(context.WithoutCancel(ctx), channel)
 		return e.callError(parent, "subscribe", ctx.Err())
 	}
+	if fence != nil {
+		select {
+		case <-fence:
+		case <-ctx.Done():
+			e.Unsubscribe(context.WithoutCancel(ctx), channel)
+			return e.callError(parent, "subscribe", ctx.Err())
+		}
+	}
+	return nil
 }
 
-// Unsubscribe implements hub.Engine. The last one sends UNSUBSCRIBE and
-// does not wait for it: from then on the channel's messages are dropped.
+// fence brings a lingering channel back to delivery. What Redis published
+// while it lingered may still be on its way on the pub/sub connection;
+// those messages are in history, where the caller looks after Subscribe,
+// so the reader drops every message up to the latest offset read here
+// (same epoch) and delivers the rest. One read on a command connection
+// instead of a SUBSCRIBE and an UNSUBSCRIBE on the pub/sub one.
+func (e *Engine) fence(ctx context.Context, channel string, st *chanState, fence chan struct{}) error {
+	// It lingered, maybe, before Redis had confirmed it.
+	wctx, cancel := e.callContext(ctx)
+	var err error
+	select {
+	case <-st.ready:
+	case <-wctx.Done():
+		err = e.callError(ctx, "subscribe", wctx.Err())
+	}
+	cancel()
+	var state hub.StreamState
+	if err == nil {
+		state, _, err = e.History(ctx, channel, hub.HistoryQuery{})
+	}
+	st.shard.mu.Lock()
+	if err == nil {
+		st.skipEpoch, st.skipTo = state.Epoch, state.Latest
+	}
+	st.shard.mu.Unlock()
+	e.mu.Lock()
+	st.live.Store(st.count > 0)
+	st.fence = nil
+	e.mu.Unlock()
+	close(fence)
+	if err != nil {
+		e.Unsubscribe(context.WithoutCancel(ctx), channel)
+		return err
+	}
+	return nil
+}
+
+// Unsubscribe implements hub.Engine. From the last one on, the channel's
+// messages are dropped; Config.Linger later (at once if it is negative)
+// UNSUBSCRIBE is sent, without waiting for it, unless a Subscribe came
+// back in between.
 func (e *Engine) Unsubscribe(ctx context.Context, channel string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	st := e.subs[channel]
-	if st == nil {
+	if st == nil || st.count == 0 {
 		return nil
 	}
 	if st.count--; st.count > 0 {
 		return nil
 	}
+	st.live.Store(false)
+	if e.cfg.Linger > 0 {
+		st.linger = time.AfterFunc(e.cfg.Linger, func() { e.expire(channel, st) })
+		return nil
+	}
+	e.removeLocked(context.WithoutCancel(ctx), channel, st)
+	return nil
+}
+
+// expire ends a lingering subscription whose Linger has passed.
+func (e *Engine) expire(channel string, st *chanState) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed || e.subs[channel] != st || st.count > 0 {
+		return
+	}
+	e.removeLocked(context.Background(), channel, st)
+}
+
+// removeLocked unsubscribes channel on Redis.
+func (e *Engine) removeLocked(ctx context.Context, channel string, st *chanState) {
 	delete(e.subs, channel)
 	if st.shard.remove(ctx, channel) && e.target.Cluster {
 		delete(e.shards, st.shard.key)
 		st.shard.stop()
 	}
-	return nil
 }
 
 // addLocked subscribes channel on its shard, starting the shard with the
@@ -103,6 +187,11 @@ type shard struct {
 	// the order it was asked, so the front is what a confirmation is for.
 	pending map[string][]*chanState
 	stopped bool
+	// graceTimer runs from a connection's loss until it is back or
+	// DownGrace has passed; down is set after that, until it is back.
+	// Both guarded by mu, changed with Engine.healthMu held.
+	graceTimer *time.Timer
+	down       bool
 
 	quit chan struct{} // closed by stop
 }
@@ -177,6 +266,7 @@ func (s *shard) stop() {
 const healthInterval = 15 * time.Second
 
 func (s *shard) run() {
+	defer s.healthy() // a stopped shard is down no more
 	backoff := time.Duration(0)
 	for {
 		ps, err := s.connect()
@@ -185,6 +275,7 @@ func (s *shard) run() {
 		}
 		worked := false
 		if err == nil {
+			s.healthy()
 			worked, err = s.read(ps)
 			ps.Close()
 		}
@@ -195,6 +286,7 @@ func (s *shard) run() {
 		if stopped {
 			return
 		}
+		s.lostConnection(err)
 		s.e.stats.Reconnects.Add(1)
 		if backoff == 0 || worked {
 			backoff = 50 * time.Millisecond
@@ -208,6 +300,61 @@ func (s *shard) run() {
 			t.Stop()
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// lostConnection starts the grace after which the hub is told that this
+// shard cannot deliver, unless it runs already or has passed.
+func (s *shard) lostConnection(err error) {
+	s.e.healthMu.Lock()
+	defer s.e.healthMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down || s.graceTimer != nil {
+		return
+	}
+	s.graceTimer = time.AfterFunc(s.e.cfg.DownGrace, func() { s.graceOver(err) })
+}
+
+// graceOver marks the shard down, and the engine with it if it is the
+// first shard down.
+func (s *shard) graceOver(err error) {
+	s.e.healthMu.Lock()
+	defer s.e.healthMu.Unlock()
+	s.mu.Lock()
+	if s.stopped || s.graceTimer == nil || s.down {
+		s.mu.Unlock()
+		return
+	}
+	s.graceTimer, s.down = nil, true
+	s.mu.Unlock()
+	if s.e.downShards++; s.e.downShards == 1 {
+		s.e.log.Error("redis engine: pub/sub down past its grace", "err", err, "grace", s.e.cfg.DownGrace)
+		if down := s.e.handlers.Down; down != nil {
+			down(err)
+		}
+	}
+}
+
+// healthy ends the grace or the down state: the shard is connected
+// again, or stopped.
+func (s *shard) healthy() {
+	s.e.healthMu.Lock()
+	defer s.e.healthMu.Unlock()
+	s.mu.Lock()
+	if s.graceTimer != nil {
+		s.graceTimer.Stop()
+		s.graceTimer = nil
+	}
+	was := s.down
+	s.down = false
+	s.mu.Unlock()
+	if was {
+		if s.e.downShards--; s.e.downShards == 0 {
+			if up := s.e.handlers.Up; up != nil {
+				up()
+			}
 		}
 	}
 }
@@ -343,16 +490,17 @@ func (s *shard) message(m *goredis.Message) {
 	if !ok {
 		return
 	}
-	s.mu.Lock()
-	st := s.chans[ch]
-	live := st != nil && st.confirmed
-	s.mu.Unlock()
-	if !live {
-		return
-	}
 	p, err := decodePayload(ch, m.Payload)
 	if err != nil {
 		s.e.log.Error("redis engine: dropping a malformed publication", "channel", ch, "err", err)
+		return
+	}
+	s.mu.Lock()
+	st := s.chans[ch]
+	live := st != nil && st.confirmed && st.live.Load() &&
+		(p.Epoch != st.skipEpoch || p.Offset > st.skipTo)
+	s.mu.Unlock()
+	if !live {
 		return
 	}
 	if deliver := s.e.handlers.Deliver; deliver != nil {

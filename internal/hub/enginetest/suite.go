@@ -62,6 +62,7 @@ var cases = []struct {
 	{"DeliveryToEveryInstanceInOrder", testDeliveryInOrder},
 	{"NeverPublishedLeavesNoState", testNeverPublished},
 	{"LostDelivery", testLostDelivery},
+	{"HubFillsLostDelivery", testHubFillsLostDelivery},
 	{"CanceledContext", testCanceledContext},
 }
 
