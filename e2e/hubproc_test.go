@@ -181,6 +181,11 @@ func (h *hubProc) Health() (int, error) {
 // stop ends the hub with SIGTERM and checks that it exits cleanly; a hub
 // that exited before without being killed is a crash.
 func (h *hubProc) stop() {
+	defer func() {
+		if h.t.Failed() {
+			h.t.Logf("hub %s (pid %d) said:\n%s", h.Name, h.PID, h.Log())
+		}
+	}()
 	h.mu.Lock()
 	killed := h.killed
 	h.mu.Unlock()

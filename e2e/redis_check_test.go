@@ -172,15 +172,50 @@ func checkHistory(t *testing.T, channel string, hist []seen, ack []seen) {
 // fence publishes one last message on each channel and waits until every
 // follower has it. Each channel is ordered, so once a follower has the
 // fence it has had every chance to show a loss or a duplicate before it.
+// Every follower that does not get there by the deadline is reported
+// (with its last events), then the test stops.
 func fence(t *testing.T, hubURL string, channels []string, fs []follower, d time.Duration) {
 	t.Helper()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	expired := false
+	late := false
 	for _, ch := range channels {
 		data := `{"fence":"` + ch + `"}`
 		mustPost(t, nil, hubURL, ch, data)
 		for _, f := range fs {
-			f.waitFor(t, d, "at the fence of "+ch, hasMessage(ch, data))
+			for arrived := false; !arrived; {
+				ev, connects, changed := f.snapshot()
+				if arrived = hasMessage(ch, data)(ev, connects); arrived {
+					break
+				}
+				if !expired {
+					select {
+					case <-changed:
+						continue
+					case <-deadline.C:
+						expired = true
+					}
+				}
+				late = true
+				t.Errorf("%s: the fence of %s did not arrive within %v (%d connects, %d events, the last: %s)",
+					f.Name(), ch, d, connects, len(ev), lastSeen(ev, 4))
+				break
+			}
 		}
 	}
+	if late {
+		t.FailNow()
+	}
+}
+
+// lastSeen formats the last n events of ev on one line.
+func lastSeen(ev []seen, n int) string {
+	var parts []string
+	for _, e := range ev[max(0, len(ev)-n):] {
+		parts = append(parts, e.String())
+	}
+	return strings.Join(parts, "; ")
 }
 
 // checkFollowers checks that each follower received, per channel, exactly
