@@ -218,11 +218,13 @@ func TestRedisStoppedUnderLoad(t *testing.T) {
 	load := startLoad(t, urls, channels, 10*time.Millisecond, 1500)
 	waitUntil(t, 15*time.Second, "30 publications acknowledged", func() bool { return load.ack.count(201) >= 30 })
 	back := srv.StopFor(5 * time.Second)
+	// While it is down some hub's /healthz must say so (polled until
+	// Redis is back; a miss is reported, and the rest still checked).
 	healthDown := false
-	for !healthDown {
+	for polling := true; polling && !healthDown; {
 		select {
 		case <-back:
-			t.Fatalf("no hub's /healthz said 503 during the 5 s Redis was down (answers: %s)", load.ack.statusesString())
+			polling = false
 		default:
 		}
 		for _, h := range hubs {
@@ -231,6 +233,9 @@ func TestRedisStoppedUnderLoad(t *testing.T) {
 			}
 		}
 		time.Sleep(20 * time.Millisecond) // polling a condition, not standing in for it
+	}
+	if !healthDown {
+		t.Errorf("no hub's /healthz said 503 during the 5 s Redis was down")
 	}
 	<-back
 	unavailable := load.ack.count(503)
