@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -8,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/duplexhq/duplex/client"
 	"github.com/duplexhq/duplex/internal/redistest"
+	"github.com/duplexhq/duplex/msg"
 )
 
 // Failures under `duplex serve` child processes on one Redis: a hub
@@ -202,8 +206,9 @@ func TestRedisRestartWithAOF(t *testing.T) {
 
 // TestRedisStoppedUnderLoad: Redis (AOF, appendfsync always: what it
 // acknowledged is on disk) is stopped for 5 s while publishers post to
-// three hubs. While it is down publishes are answered 503 and /healthz
-// says 503; nothing else is answered. Afterwards every acknowledged (201)
+// three hubs. While it is down publishes are answered 503 (a WebSocket
+// publish or history: an unavailable error reply) and /healthz says 503;
+// nothing else is answered. Afterwards every acknowledged (201)
 // publication is in the history, whose offsets have no hole, and every
 // follower — every transport, raw and Go client, on every hub — resumed
 // by itself and holds exactly that history: every acknowledged offset,
@@ -215,9 +220,24 @@ func TestRedisStoppedUnderLoad(t *testing.T) {
 	urls := hubURLs(hubs)
 	channels := []string{"down-a", "down-b"}
 	fs := followEverywhere(t, urls, []int{0, 1, 2}, channels, 0)
+	wsPub := dialClient(t, urls[2], fastOpts(client.WebSocket))
 	load := startLoad(t, urls, channels, 10*time.Millisecond, 1500)
 	waitUntil(t, 15*time.Second, "30 publications acknowledged", func() bool { return load.ack.count(201) >= 30 })
 	back := srv.StopFor(5 * time.Second)
+	// A WebSocket publish is answered with an unavailable error reply,
+	// and its connection stays usable.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	_, err := wsPub.Publish(ctx, channels[0], json.RawMessage(`{"ws":"while down"}`))
+	cancel()
+	if msg.CodeOf(err) != msg.CodeUnavailable {
+		t.Errorf("WebSocket publish while Redis is down: %v, want an unavailable error reply", err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	_, err = wsPub.History(ctx, channels[0], 0, 1)
+	cancel()
+	if msg.CodeOf(err) != msg.CodeUnavailable {
+		t.Errorf("WebSocket history while Redis is down: %v, want an unavailable error reply", err)
+	}
 	// While it is down some hub's /healthz must say so (polled until
 	// Redis is back; a miss is reported, and the rest still checked).
 	healthDown := false
