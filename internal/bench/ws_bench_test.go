@@ -31,6 +31,14 @@ func startHubProcess(b *testing.B, args ...string) string {
 	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("go build: %v\n%s", err, out)
 	}
+	url, _ := startHubFrom(b, bin, args...)
+	return url
+}
+
+// startHubFrom runs `bin serve` on 127.0.0.1:0 with args; it returns the
+// hub's base URL and PID, and stops the process (by its PID) when b ends.
+func startHubFrom(b *testing.B, bin string, args ...string) (string, int) {
+	b.Helper()
 	cmd := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0", "--log-level", "warn"}, args...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -60,11 +68,11 @@ func startHubProcess(b *testing.B, args ...string) string {
 					fmt.Fprintln(os.Stderr, "hub:", sc.Text())
 				}
 			}()
-			return url
+			return url, cmd.Process.Pid
 		}
 	}
 	b.Fatalf("hub exited before listening: %v", sc.Err())
-	return ""
+	return "", 0
 }
 
 // BenchmarkWSFanout: one channel, 1 to 10,000 subscribers, a fixed publish
