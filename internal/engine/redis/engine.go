@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	goredis "github.com/redis/go-redis/v9"
+	"github.com/redis/rueidis"
 
 	"github.com/duplexhq/duplex/internal/hub"
 	"github.com/duplexhq/duplex/msg"
@@ -39,8 +39,10 @@ type Config struct {
 	// Prefix begins every key and pub/sub channel name, so that several
 	// deployments can share a Redis. Empty means "duplex".
 	Prefix string
-	// PoolSize is the number of command connections per node. Zero means
-	// go-redis's default (10 per CPU).
+	// PoolSize bounds the command connections per node, over which
+	// rueidis pipelines every caller's commands: the largest power of two
+	// not above it, at most 256. Zero means rueidis's default: 4 on a
+	// single Redis (fewer with fewer than 4 CPUs), 1 per Cluster node.
 	PoolSize int
 	// Logger receives the engine's logs. Nil means slog.Default().
 	Logger *slog.Logger
@@ -96,7 +98,11 @@ func (c Config) withDefaults() Config {
 type Engine struct {
 	cfg    Config
 	target Target
-	rdb    goredis.UniversalClient
+	// rdb holds the rueidis client once made (rueidis connects as it
+	// makes it): by Start, or the first call. clientMu serialises making
+	// it; taken alone.
+	rdb      atomic.Pointer[clientBox]
+	clientMu sync.Mutex
 	log    *slog.Logger
 	stats  Stats
 
@@ -156,7 +162,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	cfg = cfg.withDefaults()
 	return &Engine{
-		cfg: cfg, target: t, rdb: t.client(cfg), log: cfg.Logger,
+		cfg: cfg, target: t, log: cfg.Logger,
 		subs: make(map[string]*chanState), shards: make(map[int]*shard),
 	}, nil
 }
@@ -164,19 +170,22 @@ func New(cfg Config) (*Engine, error) {
 // Stats returns the engine's metrics; see Stats.
 func (e *Engine) Stats() *Stats { return &e.stats }
 
-// Start records h and checks that Redis answers within ctx.
+// Start records h, connects, and checks that Redis answers within ctx.
 func (e *Engine) Start(ctx context.Context, h hub.Handlers) error {
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	if e.started || e.closed {
-		e.mu.Unlock()
 		return errors.New("redis engine: started twice or after Close")
 	}
 	e.started = true
 	e.handlers = h
-	e.mu.Unlock()
+	rdb, err := e.client()
+	if err != nil {
+		return err
+	}
 	ctx, cancel := e.callContext(ctx)
 	defer cancel()
-	if err := e.rdb.Ping(ctx).Err(); err != nil {
+	if err := rdb.Do(ctx, rdb.B().Ping().Build()).Error(); err != nil {
 		return fmt.Errorf("redis engine: %s: %w", clip(e.cfg.URL), err)
 	}
 	return nil
@@ -210,8 +219,49 @@ func (e *Engine) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return e.rdb.Close()
+	e.clientMu.Lock()
+	if b := e.rdb.Swap(&clientBox{}); b != nil && b.c != nil {
+		b.c.Close()
+	}
+	e.clientMu.Unlock()
+	return nil
 }
+
+// clientBox holds the rueidis client: nil c once closed.
+type clientBox struct{ c rueidis.Client }
+
+// client returns the rueidis client, making it if need be. A failure
+// (Redis unreachable) is not kept: the next call tries again.
+func (e *Engine) client() (rueidis.Client, error) {
+	if b := e.rdb.Load(); b != nil {
+		if b.c == nil {
+			return nil, errClosed
+		}
+		return b.c, nil
+	}
+	e.clientMu.Lock()
+	defer e.clientMu.Unlock()
+	if b := e.rdb.Load(); b != nil {
+		if b.c == nil {
+			return nil, errClosed
+		}
+		return b.c, nil
+	}
+	// rueidis dials (and on a Cluster reads the slot map) here, each
+	// dial bounded by Config.Timeout.
+	rdb, err := rueidis.NewClient(e.target.options(e.cfg))
+	if err != nil {
+		return nil, fmt.Errorf("redis engine: %s: %w", clip(e.cfg.URL), err)
+	}
+	if e.target.Cluster && rdb.Mode() != rueidis.ClientModeCluster {
+		rdb.Close()
+		return nil, fmt.Errorf("redis engine: %s: not a Redis Cluster", clip(e.cfg.URL))
+	}
+	e.rdb.Store(&clientBox{c: rdb})
+	return rdb, nil
+}
+
+var errClosed = errors.New("redis engine: closed")
 
 // callContext bounds one Redis call by cfg.Timeout.
 func (e *Engine) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -258,22 +308,28 @@ func (e *Engine) Publish(ctx context.Context, channel string, data json.RawMessa
 		sharded = "1"
 	}
 	start := time.Now()
-	res, err := publishScript.Run(ctx, e.rdb,
+	rdb, err := e.client()
+	if err != nil {
+		e.stats.observe(time.Since(start), err)
+		return nil, err
+	}
+	res, err := publishScript.Exec(ctx, rdb,
 		[]string{e.metaKey(channel), e.historyKey(channel)},
-		[]byte(data), newEpoch(), e.cfg.HistorySize, e.cfg.HistoryTTL.Milliseconds(),
-		e.cfg.StateTTL.Milliseconds(), e.pubsubName(channel), sharded,
-	).Slice()
+		[]string{string(data), newEpoch(), strconv.Itoa(e.cfg.HistorySize),
+			strconv.FormatInt(e.cfg.HistoryTTL.Milliseconds(), 10),
+			strconv.FormatInt(e.cfg.StateTTL.Milliseconds(), 10), e.pubsubName(channel), sharded},
+	).ToArray()
 	e.stats.observe(time.Since(start), err)
 	if err != nil {
 		return nil, e.callError(parent, "publish", err)
 	}
 	if len(res) != 3 {
-		return nil, fmt.Errorf("redis publish: unexpected reply %v", res)
+		return nil, fmt.Errorf("redis publish: unexpected reply of %d items", len(res))
 	}
-	epoch, _ := res[0].(string)
-	off, ok1 := res[1].(int64)
-	ms, ok2 := res[2].(int64)
-	if epoch == "" || !ok1 || !ok2 || off < 1 {
+	epoch, err0 := res[0].ToString()
+	off, err1 := res[1].AsInt64()
+	ms, err2 := res[2].AsInt64()
+	if epoch == "" || err0 != nil || err1 != nil || err2 != nil || off < 1 {
 		return nil, fmt.Errorf("redis publish: unexpected reply %v", res)
 	}
 	return hub.NewPublication(channel, epoch, uint64(off), ms, data), nil
@@ -293,10 +349,16 @@ func (e *Engine) History(ctx context.Context, channel string, q hub.HistoryQuery
 		limit = -1
 	}
 	start := time.Now()
-	res, err := historyScript.Run(ctx, e.rdb,
+	rdb, err := e.client()
+	if err != nil {
+		e.stats.observe(time.Since(start), err)
+		return hub.StreamState{}, nil, err
+	}
+	res, err := historyScript.Exec(ctx, rdb,
 		[]string{e.metaKey(channel), e.historyKey(channel)},
-		strconv.FormatUint(q.After, 10), limit, e.cfg.HistoryTTL.Milliseconds(),
-	).Slice()
+		[]string{strconv.FormatUint(q.After, 10), strconv.Itoa(limit),
+			strconv.FormatInt(e.cfg.HistoryTTL.Milliseconds(), 10)},
+	).ToArray()
 	e.stats.observe(time.Since(start), err)
 	if err != nil {
 		return hub.StreamState{}, nil, e.callError(parent, "history", err)
@@ -304,18 +366,18 @@ func (e *Engine) History(ctx context.Context, channel string, q hub.HistoryQuery
 	if len(res) < 3 || (len(res)-3)%3 != 0 {
 		return hub.StreamState{}, nil, fmt.Errorf("redis history: unexpected reply of %d items", len(res))
 	}
-	epoch, _ := res[0].(string)
-	latest, _ := res[1].(int64)
-	oldest, _ := res[2].(int64)
+	epoch, _ := res[0].ToString()
+	latest, _ := res[1].AsInt64()
+	oldest, _ := res[2].AsInt64()
 	st := hub.StreamState{Epoch: epoch, Latest: uint64(latest), Oldest: uint64(oldest)}
 	var pubs []*hub.Publication
 	if n := (len(res) - 3) / 3; n > 0 {
 		pubs = make([]*hub.Publication, 0, n)
 	}
 	for i := 3; i+2 < len(res); i += 3 {
-		id, _ := res[i].(string)
-		ts, _ := res[i+1].(string)
-		data, _ := res[i+2].(string)
+		id, _ := res[i].ToString()
+		ts, _ := res[i+1].ToString()
+		data, _ := res[i+2].ToString()
 		off, err := offsetOfID(id)
 		ms, err2 := strconv.ParseInt(ts, 10, 64)
 		if err != nil || err2 != nil || data == "" {

@@ -5,13 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	goredis "github.com/redis/go-redis/v9"
+	"github.com/redis/rueidis"
 
 	"github.com/duplexhq/duplex/internal/hub"
 	"github.com/duplexhq/duplex/msg"
@@ -173,17 +172,22 @@ func (e *Engine) addLocked(ctx context.Context, channel string, st *chanState) {
 }
 
 // shard is one pub/sub connection and the channels subscribed over it. Its
-// reader goroutine (run) owns the connection's life: it connects, reads,
-// and on any failure reconnects with backoff and subscribes again.
+// reader goroutine (run) owns the connection's life: it connects, waits
+// for the connection to end, and on any failure reconnects with backoff
+// and subscribes again.
+//
+// s.mu is never held across a call to Redis: rueidis runs the pub/sub
+// hooks (confirmed, message), which take s.mu, on the goroutine that
+// reads the replies a call waits for.
 type shard struct {
 	e   *Engine
 	key int // hash slot on a Cluster, 0 on a single Redis
 
-	mu    sync.Mutex // guards ps, chans, pending, stopped
-	ps    *goredis.PubSub
+	mu    sync.Mutex // guards conn, chans, pending, stopped
+	conn  *psConn
 	chans map[string]*chanState
 	// pending holds, per channel, what each SUBSCRIBE (a state) and
-	// UNSUBSCRIBE (nil) sent on ps awaits, in order: Redis confirms in
+	// UNSUBSCRIBE (nil) sent on conn awaits, in order: Redis confirms in
 	// the order it was asked, so the front is what a confirmation is for.
 	pending map[string][]*chanState
 	stopped bool
@@ -202,11 +206,11 @@ func (s *shard) add(ctx context.Context, channel string, st *chanState) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.chans[channel] = st
-	if s.ps == nil {
+	if s.conn == nil {
 		return
 	}
 	s.pending[channel] = append(s.pending[channel], st)
-	s.send(ctx, s.ps, true, channel)
+	s.conn.queue(true, s.e.pubsubName(channel))
 }
 
 // remove unsubscribes channel and reports whether the shard is now empty.
@@ -214,74 +218,50 @@ func (s *shard) remove(ctx context.Context, channel string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.chans, channel)
-	if s.ps != nil {
+	if s.conn != nil {
 		s.pending[channel] = append(s.pending[channel], nil)
-		s.send(ctx, s.ps, false, channel)
+		s.conn.queue(false, s.e.pubsubName(channel))
 	}
 	return len(s.chans) == 0
 }
 
-// send writes SUBSCRIBE or UNSUBSCRIBE (sharded on a Cluster). A failed
-// write means a broken connection, which the reader sees and repairs.
-func (s *shard) send(ctx context.Context, ps *goredis.PubSub, sub bool, channels ...string) {
-	names := make([]string, len(channels))
-	for i, c := range channels {
-		names[i] = s.e.pubsubName(c)
-	}
-	ctx, cancel := s.e.callContext(context.WithoutCancel(ctx))
-	defer cancel()
-	var err error
-	switch {
-	case sub && s.e.target.Cluster:
-		err = ps.SSubscribe(ctx, names...)
-	case sub:
-		err = ps.Subscribe(ctx, names...)
-	case s.e.target.Cluster:
-		err = ps.SUnsubscribe(ctx, names...)
-	default:
-		err = ps.Unsubscribe(ctx, names...)
-	}
-	if err != nil {
-		s.e.log.Debug("redis engine: pub/sub write failed; the reader reconnects", "err", err)
-	}
-}
-
-// stop closes the connection and makes run return.
+// stop closes the connection and makes run return. It does not wait for
+// the close (run does): rueidis's close waits for the hooks, which take
+// s.mu and call the hub, and the caller may hold Engine.mu.
 func (s *shard) stop() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.stopped {
+		s.mu.Unlock()
 		return
 	}
 	s.stopped = true
 	close(s.quit)
-	if s.ps != nil {
-		s.ps.Close()
+	c := s.conn
+	s.mu.Unlock()
+	if c != nil {
+		go c.close()
 	}
 }
-
-// healthInterval is how long the reader waits for a message before it
-// pings, and how long a ping may go unanswered before the connection is
-// deemed dead.
-const healthInterval = 15 * time.Second
 
 func (s *shard) run() {
 	defer s.healthy() // a stopped shard is down no more
 	backoff := time.Duration(0)
 	for {
-		ps, err := s.connect()
-		if ps == nil && err == nil {
+		c, err := s.connect()
+		if c == nil && err == nil {
 			return // stopped
 		}
 		worked := false
 		if err == nil {
 			s.healthy()
-			worked, err = s.read(ps)
-			ps.Close()
+			err = c.wait(s.quit)
+			worked = c.worked.Load()
 		}
 		s.mu.Lock()
 		stopped := s.stopped
-		s.ps = nil
+		if s.conn == c {
+			s.conn = nil
+		}
 		s.mu.Unlock()
 		if stopped {
 			return
@@ -359,94 +339,9 @@ func (s *shard) healthy() {
 	}
 }
 
-// connect makes a new connection and subscribes every channel of the shard
-// on it. Channels that had been confirmed before are confirmed again by
-// the reader, which then reports them lost.
-func (s *shard) connect() (*goredis.PubSub, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.stopped {
-		return nil, nil
-	}
-	ctx, cancel := s.e.callContext(context.Background())
-	defer cancel()
-	var ps *goredis.PubSub
-	if s.e.target.Cluster {
-		ps = s.e.rdb.SSubscribe(ctx)
-	} else {
-		ps = s.e.rdb.Subscribe(ctx)
-	}
-	s.pending = map[string][]*chanState{}
-	names := make([]string, 0, len(s.chans))
-	for ch, st := range s.chans {
-		s.pending[ch] = []*chanState{st}
-		names = append(names, ch)
-	}
-	if len(names) > 0 {
-		// Connects (with these channels, so a Cluster routes to the
-		// slot's master) and sends the subscription.
-		var err error
-		if s.e.target.Cluster {
-			err = ps.SSubscribe(ctx, prefixed(s.e, names)...)
-		} else {
-			err = ps.Subscribe(ctx, prefixed(s.e, names)...)
-		}
-		if err != nil {
-			ps.Close()
-			return nil, err
-		}
-	} else if err := ps.Ping(ctx); err != nil {
-		ps.Close()
-		return nil, err
-	}
-	s.ps = ps
-	return ps, nil
-}
-
-func prefixed(e *Engine, chans []string) []string {
-	out := make([]string, len(chans))
-	for i, c := range chans {
-		out[i] = e.pubsubName(c)
-	}
-	return out
-}
-
-// read handles what ps receives until it fails, and reports whether it
-// received anything (a connection that worked: the next reconnect starts
-// over with a short backoff).
-func (s *shard) read(ps *goredis.PubSub) (worked bool, err error) {
-	pinged := false
-	for {
-		m, err := ps.ReceiveTimeout(context.Background(), healthInterval)
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && !pinged {
-				pinged = true
-				ctx, cancel := s.e.callContext(context.Background())
-				perr := ps.Ping(ctx)
-				cancel()
-				if perr == nil {
-					continue
-				}
-				err = perr
-			}
-			return worked, err
-		}
-		pinged = false
-		switch m := m.(type) {
-		case *goredis.Subscription:
-			worked = true
-			s.confirmed(m)
-		case *goredis.Message:
-			worked = true
-			s.message(m)
-		case *goredis.Pong:
-		}
-	}
-}
-
-// confirmed handles Redis's answer to a SUBSCRIBE or UNSUBSCRIBE.
-func (s *shard) confirmed(m *goredis.Subscription) {
+// confirmed handles Redis's answer to a SUBSCRIBE or UNSUBSCRIBE (their
+// sharded forms on a Cluster). It runs on rueidis's reading goroutine.
+func (s *shard) confirmed(m rueidis.PubSubSubscription) {
 	ch, ok := s.e.channelOf(m.Channel)
 	if !ok {
 		return
@@ -484,13 +379,14 @@ func (s *shard) confirmed(m *goredis.Subscription) {
 }
 
 // message decodes a publication once and hands it to the hub, if its
-// channel is (still) subscribed here.
-func (s *shard) message(m *goredis.Message) {
+// channel is (still) subscribed here. It runs on rueidis's reading
+// goroutine.
+func (s *shard) message(m rueidis.PubSubMessage) {
 	ch, ok := s.e.channelOf(m.Channel)
 	if !ok {
 		return
 	}
-	p, err := decodePayload(ch, m.Payload)
+	p, err := decodePayload(ch, m.Message)
 	if err != nil {
 		s.e.log.Error("redis engine: dropping a malformed publication", "channel", ch, "err", err)
 		return

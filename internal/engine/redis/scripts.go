@@ -1,6 +1,6 @@
 package redis
 
-import goredis "github.com/redis/go-redis/v9"
+import "github.com/redis/rueidis"
 
 // publishScript appends one publication. KEYS: meta hash, history stream.
 // ARGV: data, a fresh epoch (used only if the channel is new), history
@@ -12,7 +12,11 @@ import goredis "github.com/redis/go-redis/v9"
 // new epoch begins at offset 1, and any stray history is dropped. Time is
 // Redis's own (TIME), never behind the channel's previous publication, so
 // one clock orders every hub's publications and trims them.
-var publishScript = goredis.NewScript(`
+//
+// Lua.Exec sends EVALSHA and, when Redis does not hold the script (a
+// restart, SCRIPT FLUSH), EVAL: the script did not run, so that retry
+// cannot store a publication twice.
+var publishScript = rueidis.NewLuaScript(`
 local meta, hist = KEYS[1], KEYS[2]
 local size, ttl, statettl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local clock = redis.call('TIME')
@@ -63,7 +67,7 @@ return {epoch, off, now}
 // stream. ARGV: after, limit (negative: all), history TTL ms. Returns
 // {epoch, latest, oldest, id1, time1, data1, id2, …}; epoch is "" (and
 // latest 0, oldest 1) when the store does not hold the channel.
-var historyScript = goredis.NewScript(`
+var historyScript = rueidis.NewLuaScript(`
 local meta, hist = KEYS[1], KEYS[2]
 local m = redis.call('HMGET', meta, 'e', 'n')
 if not m[1] then return {'', 0, 1} end

@@ -4,12 +4,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math/bits"
 	"net"
 	"net/url"
 	"strconv"
 	"strings"
 
-	goredis "github.com/redis/go-redis/v9"
+	"github.com/redis/rueidis"
 )
 
 // Target is where a parsed engine URL points.
@@ -100,27 +101,30 @@ func ParseURL(raw string) (Target, error) {
 	return t, nil
 }
 
-// client returns the go-redis client for t.
-func (t Target) client(cfg Config) goredis.UniversalClient {
-	var tlsCfg *tls.Config
+// options returns the rueidis options for t. Every client call is bounded
+// by the caller's ctx (callContext), dialing by cfg.Timeout; nothing is
+// retried (a publish retried after its reply was lost would be stored
+// twice); client-side caching is off (the engine reads nothing twice).
+func (t Target) options(cfg Config) rueidis.ClientOption {
+	o := rueidis.ClientOption{
+		InitAddress: t.Addrs, Username: t.Username, Password: t.Password, SelectDB: t.DB,
+		Dialer:       net.Dialer{Timeout: cfg.Timeout},
+		DisableRetry: true, DisableCache: true,
+		ForceSingleClient: !t.Cluster,
+		ClientSetInfo:     rueidis.DisableClientSetInfo,
+	}
 	if t.TLS {
-		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
+		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		if host, _, err := net.SplitHostPort(t.Addrs[0]); err == nil && !t.Cluster {
-			tlsCfg.ServerName = host
+			o.TLSConfig.ServerName = host
 		}
 	}
-	if t.Cluster {
-		return goredis.NewClusterClient(&goredis.ClusterOptions{
-			Addrs: t.Addrs, Username: t.Username, Password: t.Password, TLSConfig: tlsCfg,
-			DialTimeout: cfg.Timeout, ContextTimeoutEnabled: true, MaxRetries: -1,
-			DisableIdentity: true, PoolSize: cfg.PoolSize,
-		})
+	if cfg.PoolSize > 0 {
+		// 2^PipelineMultiplex connections per node: the largest power of
+		// two not above PoolSize, at most rueidis's maximum.
+		o.PipelineMultiplex = min(bits.Len(uint(cfg.PoolSize))-1, rueidis.MaxPipelineMultiplex)
 	}
-	return goredis.NewClient(&goredis.Options{
-		Addr: t.Addrs[0], Username: t.Username, Password: t.Password, DB: t.DB, TLSConfig: tlsCfg,
-		DialTimeout: cfg.Timeout, ContextTimeoutEnabled: true, MaxRetries: -1,
-		DisableIdentity: true, PoolSize: cfg.PoolSize,
-	})
+	return o
 }
 
 // clip shortens s for an error message and hides any credentials in it.
