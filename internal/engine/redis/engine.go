@@ -103,8 +103,8 @@ type Engine struct {
 	// it; taken alone.
 	rdb      atomic.Pointer[clientBox]
 	clientMu sync.Mutex
-	log    *slog.Logger
-	stats  Stats
+	log      *slog.Logger
+	stats    Stats
 
 	// handlers is written once by Start, before any shard goroutine
 	// exists, and only read after.
