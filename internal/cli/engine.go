@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/duplexhq/duplex/internal/engine/memory"
 	"github.com/duplexhq/duplex/internal/engine/redis"
 	"github.com/duplexhq/duplex/internal/hub"
@@ -47,4 +49,18 @@ func engineName(url string) string {
 		}
 	}
 	return url
+}
+
+// metricsEngine is an engine with Prometheus series of its own (the Redis
+// engine: round trips, reconnects), which /metrics shows beside the hub's.
+type metricsEngine interface {
+	Collectors() []prometheus.Collector
+}
+
+// engineCollectors returns e's collectors, if it has any.
+func engineCollectors(e hub.Engine) []prometheus.Collector {
+	if m, ok := e.(metricsEngine); ok {
+		return m.Collectors()
+	}
+	return nil
 }
