@@ -177,6 +177,10 @@ func TestPollShutdownAnswersEmpty(t *testing.T) {
 
 // newBubbleServer builds a hub and server inside a synctest bubble, served
 // through ServeHTTP, so fake time drives timeouts and heartbeats exactly.
+//
+// It stays on memory with DUPLEX_TEST_ENGINE=redis: a synctest bubble's
+// fake clock cannot drive a Redis client's sockets and timers, which
+// live outside the bubble.
 func newBubbleServer(t *testing.T, cfg server.Config) (*hub.Hub, http.Handler) {
 	hb, err := hub.New(context.Background(), hub.Config{Engine: memory.New(memory.Config{})})
 	if err != nil {
