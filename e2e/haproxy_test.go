@@ -235,4 +235,3 @@ func waitHTTP(t *testing.T, url string) {
 	}
 	t.Fatalf("%s never answered 200: %s", url, last)
 }
-

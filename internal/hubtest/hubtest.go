@@ -34,7 +34,7 @@ type Hub struct {
 
 // Options adjust the hub a test starts. Zero values keep the defaults.
 type Options struct {
-	Hub    hub.Config    // Engine is filled in
+	Hub hub.Config // Engine is filled in
 	// Memory are the memory engine's settings, when Engine is nil; on
 	// Redis (EngineEnv) HistorySize and HistoryTTL apply there.
 	Memory memory.Config
