@@ -10,6 +10,7 @@ import (
 
 	"github.com/duplexhq/duplex/internal/engine/memory"
 	"github.com/duplexhq/duplex/internal/engine/redis"
+	"github.com/duplexhq/duplex/internal/engine/redis/redismetrics"
 	"github.com/duplexhq/duplex/internal/hub"
 )
 
@@ -51,16 +52,11 @@ func engineName(url string) string {
 	return url
 }
 
-// metricsEngine is an engine with Prometheus series of its own (the Redis
-// engine: round trips, reconnects), which /metrics shows beside the hub's.
-type metricsEngine interface {
-	Collectors() []prometheus.Collector
-}
-
-// engineCollectors returns e's collectors, if it has any.
+// engineCollectors returns the Prometheus collectors of e's own series
+// (the Redis engine's round trips and reconnects), for /metrics.
 func engineCollectors(e hub.Engine) []prometheus.Collector {
-	if m, ok := e.(metricsEngine); ok {
-		return m.Collectors()
+	if r, ok := e.(*redis.Engine); ok {
+		return redismetrics.Collectors(r.Stats())
 	}
 	return nil
 }

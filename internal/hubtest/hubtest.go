@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/duplexhq/duplex/internal/engine/memory"
+	"github.com/duplexhq/duplex/internal/engine/redis"
+	"github.com/duplexhq/duplex/internal/engine/redis/redismetrics"
 	"github.com/duplexhq/duplex/internal/hub"
 	"github.com/duplexhq/duplex/internal/server"
 	"github.com/duplexhq/duplex/web"
@@ -78,8 +78,8 @@ func StartE(opts *Options) (*Hub, error) {
 	}
 	scfg := opts.Server
 	scfg.Hub = hb
-	if m, ok := eng.(interface{ Collectors() []prometheus.Collector }); ok && scfg.Collectors == nil {
-		scfg.Collectors = m.Collectors() // as duplex serve does
+	if r, ok := eng.(*redis.Engine); ok && scfg.Collectors == nil {
+		scfg.Collectors = redismetrics.Collectors(r.Stats()) // as duplex serve does
 	}
 	if scfg.Web == nil {
 		scfg.Web = web.Handler()

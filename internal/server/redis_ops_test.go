@@ -14,19 +14,18 @@ import (
 	"github.com/duplexhq/duplex/internal/engine/redis"
 	"github.com/duplexhq/duplex/internal/hubtest"
 	"github.com/duplexhq/duplex/internal/redistest"
-	"github.com/duplexhq/duplex/internal/server"
 	"github.com/duplexhq/duplex/msg"
 )
 
 // startRedisHub starts a hub on the Redis at srv, with the engine's
-// collectors on /metrics as `duplex serve` wires them.
+// collectors on /metrics as `duplex serve` wires them (hubtest does).
 func startRedisHub(t *testing.T, srv *redistest.Server) *hubtest.Hub {
 	t.Helper()
 	eng, err := redis.New(redis.Config{URL: srv.URL(), Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return hubtest.Start(t, &hubtest.Options{Engine: eng, Server: server.Config{Collectors: eng.Collectors()}})
+	return hubtest.Start(t, &hubtest.Options{Engine: eng}) // which adds the engine's collectors
 }
 
 // health is one GET /healthz: its status and body.

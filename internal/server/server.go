@@ -99,9 +99,9 @@ type Config struct {
 	Web http.Handler
 
 	// Collectors are registered on /metrics beside the hub's series: the
-	// engine's own (the Redis engine's Collectors), given by whoever built
-	// the engine, so that neither the hub nor the server knows Redis. Nil
-	// adds none.
+	// engine's own (redismetrics.Collectors for a Redis engine), given by
+	// whoever built the engine, so that neither the hub nor the server
+	// knows Redis. Nil adds none.
 	Collectors []prometheus.Collector
 }
 
