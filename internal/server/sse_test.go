@@ -207,8 +207,11 @@ func TestSSEShutdownEndsStreamCleanly(t *testing.T) {
 func TestSSESlowReaderIsCutAndResumes(t *testing.T) {
 	hubtest.CheckLeaks(t)
 	h := hubtest.Start(t, &hubtest.Options{
-		Hub:    hub.Config{QueueBytes: 64 << 20},
-		Server: server.Config{WriteTimeout: time.Second},
+		Hub: hub.Config{QueueBytes: 64 << 20},
+		// The deadline cuts the reader that stops; it must also spare the
+		// resumed reader, which reads 20 MB under the race detector on a
+		// loaded machine: 1s cut it mid-replay in full parallel runs.
+		Server: server.Config{WriteTimeout: 3 * time.Second},
 	})
 	c := testClient(t)
 	conn, err := net.Dial("tcp", h.Addr)
