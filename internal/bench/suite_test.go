@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"os"
 	"testing"
 	"time"
 
@@ -25,6 +26,13 @@ func TestRunSuiteQuick(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Log(md.String())
+	dir := t.TempDir()
+	if d := os.Getenv("BENCH_CHART_DIR"); d != "" {
+		dir = d
+	}
+	if _, err := r.WriteCharts(dir); err != nil {
+		t.Fatal(err)
+	}
 	for _, d := range r.Delivery {
 		if d.Delivered == 0 || d.Error != "" {
 			t.Errorf("%s: delivered %d/%d, error %q", d.Variant, d.Delivered, d.Expected, d.Error)
