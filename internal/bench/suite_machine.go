@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -66,9 +67,44 @@ func LoadAverage() [3]float64 {
 // every Linux architecture Go supports.
 const clockTicks = 100
 
-// ProcCPU returns the user plus system CPU time process pid has used,
-// from /proc/<pid>/stat.
+// ProcCPU returns the CPU time process pid has used: the sum over its
+// threads of /proc/<pid>/task/*/schedstat (nanoseconds on a CPU), or,
+// where that is missing, user plus system time from /proc/<pid>/stat,
+// which counts in 10ms ticks and so says little about a short run.
 func ProcCPU(pid int) (time.Duration, error) {
+	if d, err := schedCPU(pid); err == nil {
+		return d, nil
+	}
+	return statCPU(pid)
+}
+
+// schedCPU sums the first field of every thread's schedstat.
+func schedCPU(pid int) (time.Duration, error) {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	if err != nil || len(tasks) == 0 {
+		return 0, fmt.Errorf("no schedstat for %d", pid)
+	}
+	var sum int64
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue // a thread that just ended
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 1 {
+			return 0, fmt.Errorf("%s: empty", t)
+		}
+		ns, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", t, err)
+		}
+		sum += ns
+	}
+	return time.Duration(sum), nil
+}
+
+// statCPU reads utime + stime of /proc/<pid>/stat.
+func statCPU(pid int) (time.Duration, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err

@@ -34,13 +34,13 @@ func benchWorkloads() []benchWorkload {
 }
 
 func runBench(ctx context.Context, stdio Stdio, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		if len(args) == 0 {
-			benchUsage(stdio.Err)
-			return errUsage
-		}
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
 		benchUsage(stdio.Out) // asked for: the command's output
 		return flag.ErrHelp
+	}
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		// No workload: the default suite, with its flags.
+		return runBenchSuite(ctx, stdio, args)
 	}
 	for _, w := range benchWorkloads() {
 		if w.name == args[0] {
@@ -53,7 +53,13 @@ func runBench(ctx context.Context, stdio Stdio, args []string) error {
 }
 
 func benchUsage(out io.Writer) {
-	fmt.Fprintln(out, "usage: duplex bench <workload> [flags]")
+	fmt.Fprintln(out, "usage: duplex bench [flags]             the default suite: every transport, the six claims, charts")
+	fmt.Fprintln(out, "       duplex bench <workload> [flags]  one workload")
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "The default suite starts two hubs of this binary on 127.0.0.1 (or measures --url),")
+	fmt.Fprintln(out, "runs for about a minute and prints the report; --out DIR also writes report.md,")
+	fmt.Fprintln(out, "report.json and charts. Its flags: --url --proxy --duration --subscribers --rate")
+	fmt.Fprintln(out, "--size --repeat --poll-interval --out --quick --json (see 'duplex bench --url x -h').")
 	fmt.Fprintln(out)
 	fmt.Fprintln(out, "workloads:")
 	for _, w := range benchWorkloads() {

@@ -119,17 +119,16 @@ func TestBenchPublish(t *testing.T) {
 func TestBenchUsageAndBadFlags(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	if code, _, msg := benchMain(t, ctx, "bench"); code != 2 || !strings.Contains(msg, "publish") {
-		t.Errorf("bench: exit %d, usage %q", code, msg)
-	}
-	if code, _, msg := benchMain(t, ctx, "bench", "--help"); code != 0 || strings.Contains(msg, "baseline-server") {
-		t.Errorf("bench --help: exit %d, usage lists the hidden helper: %q", code, msg)
+	if code, msg, _ := benchMain(t, ctx, "bench", "--help"); code != 0 || strings.Contains(msg, "baseline-server") || !strings.Contains(msg, "--quick") || !strings.Contains(msg, "publish") {
+		t.Errorf("bench --help: exit %d, usage lists the hidden helper or lacks the suite and workloads: %q", code, msg)
 	}
 	for _, args := range [][]string{
 		{"bench", "nosuch"},
 		{"bench", "publish", "--publishers", "0"},
 		{"bench", "publish", "--url", "127.0.0.1:8080"},
 		{"bench", "publish", "extra"},
+		{"bench", "--quick", "extra"},
+		{"bench", "--nosuch"},
 	} {
 		if code, _, _ := benchMain(t, ctx, args...); code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)
@@ -140,6 +139,10 @@ func TestBenchUsageAndBadFlags(t *testing.T) {
 		{"bench", "publish", "--publishers", "5000"},
 		{"bench", "publish", "--rounds", "0"},
 		{"bench", "baseline-server", "--listen", "0.0.0.0:0"},
+		{"bench", "--repeat", "0"},
+		{"bench", "--size", "10"},
+		{"bench", "--url", "ftp://x"},
+		{"bench", "--proxy", "nohost"},
 	} {
 		if code, _, _ := benchMain(t, ctx, args...); code != 1 {
 			t.Errorf("%v: exit %d, want 1", args, code)
