@@ -35,6 +35,9 @@ type deliverySpec struct {
 	warmup       time.Duration
 	duration     time.Duration
 	proxy        string // "" for none
+	// readyTimeout bounds the wait for the readers to subscribe; zero
+	// means 10s.
+	readyTimeout time.Duration
 }
 
 // deliveryRound is what one delivery measurement counted.
@@ -91,8 +94,6 @@ func runDelivery(ctx context.Context, s deliverySpec) (deliveryRound, error) {
 		readers.Wait()
 	}()
 
-	subCtx, subCancel := context.WithTimeout(ctx, 15*time.Second)
-	defer subCancel()
 	if s.transport == "history" {
 		hc := historyClient(dialer, s.keepAlive, s.proxy)
 		closers = append(closers, hc.CloseIdleConnections)
@@ -101,17 +102,42 @@ func runDelivery(ctx context.Context, s deliverySpec) (deliveryRound, error) {
 			readers.Go(func() { p.run(ctx, i, tally) })
 		}
 	} else {
+		// Each reader subscribes on its own goroutine, and the run waits
+		// for them at most readyWait: through a proxy that buffers, a
+		// stream's opening bytes arrive only with the messages after
+		// them (the hub has the subscription once the request reached
+		// it), and through one that refuses, never.
+		ready := make(chan struct{}, s.subscribers)
+		var firstErr atomic.Value
 		for i := range s.subscribers {
-			c, err := client.Dial(subCtx, s.hub.URL, s.clientOptions(dialer.Dial))
+			c, err := client.Dial(ctx, s.hub.URL, s.clientOptions(dialer.Dial))
 			if err != nil {
 				return deliveryRound{}, fmt.Errorf("dial reader %d: %w", i, err)
 			}
 			closers = append(closers, func() { c.Close() })
-			sub, err := c.Subscribe(subCtx, []string{channel}, nil)
-			if err != nil {
-				return deliveryRound{}, fmt.Errorf("subscribe reader %d: %w", i, err)
+			readers.Go(func() {
+				sub, err := c.Subscribe(ctx, []string{channel}, nil)
+				if err != nil {
+					firstErr.CompareAndSwap(nil, fmt.Errorf("subscribe reader %d: %w", i, err))
+					return
+				}
+				ready <- struct{}{}
+				readSubscription(ctx, sub, i, tally)
+			})
+		}
+		wait := time.NewTimer(s.readyWait())
+		for n := 0; n < s.subscribers; n++ {
+			select {
+			case <-ready:
+				continue
+			case <-wait.C:
+			case <-ctx.Done():
 			}
-			readers.Go(func() { readSubscription(ctx, sub, i, tally) })
+			break
+		}
+		wait.Stop()
+		if err, _ := firstErr.Load().(error); err != nil && ctx.Err() == nil {
+			return deliveryRound{}, err
 		}
 	}
 
@@ -147,6 +173,15 @@ func runDelivery(ctx context.Context, s deliverySpec) (deliveryRound, error) {
 		latency: lat, wire: w1.Sub(w0), hubCPU: hub1 - hub0, hubCPUKnown: known && known1,
 		clientCPU: cl1 - cl0, wall: wall, closed: tally.closed.Load(),
 	}, nil
+}
+
+// readyWait bounds the wait for the readers' subscriptions. Zero
+// readyTimeout means 10s.
+func (s deliverySpec) readyWait() time.Duration {
+	if s.readyTimeout > 0 {
+		return s.readyTimeout
+	}
+	return 10 * time.Second
 }
 
 // drainFor is how long to wait for the last deliveries: a poll interval

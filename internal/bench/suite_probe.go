@@ -36,7 +36,7 @@ func stampedData(t int64, size int) json.RawMessage {
 // measureCold measures, samples times, a new client of transport reaching
 // its first message: one published beforehand and asked for by cursor, so
 // the figure is connect + request (+ upgrade) + subscribe + first frame.
-func measureCold(ctx context.Context, hub HubInfo, transport string, samples, size int, proxy string) ColdStart {
+func measureCold(ctx context.Context, hub HubInfo, transport string, samples, size int, proxy string, wait time.Duration) ColdStart {
 	res := ColdStart{Transport: transport}
 	lat := NewLatency()
 	for range samples {
@@ -46,7 +46,7 @@ func measureCold(ctx context.Context, hub HubInfo, transport string, samples, si
 			res.Error = err.Error()
 			break
 		}
-		d, err := coldOnce(ctx, hub.URL, transport, channel, p, proxy)
+		d, err := coldOnce(ctx, hub.URL, transport, channel, p, proxy, wait)
 		if err != nil {
 			res.Error = err.Error()
 			break
@@ -58,8 +58,8 @@ func measureCold(ctx context.Context, hub HubInfo, transport string, samples, si
 	return res
 }
 
-func coldOnce(ctx context.Context, base, transport, channel string, p msg.Published, proxy string) (time.Duration, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+func coldOnce(ctx context.Context, base, transport, channel string, p msg.Published, proxy string, wait time.Duration) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	start := time.Now()
 	if transport == "history" {
@@ -99,7 +99,7 @@ func coldOnce(ctx context.Context, base, transport, channel string, p msg.Publis
 // measureUpstream measures client→server latency while the same client
 // receives a stream published at rate: a publish on the open WebSocket,
 // and a POST beside an SSE subscription with keep-alive on and off.
-func measureUpstream(ctx context.Context, hub HubInfo, samples int, rate float64, size int, proxy string) []Upstream {
+func measureUpstream(ctx context.Context, hub HubInfo, samples int, rate float64, size int, proxy string, wait time.Duration) []Upstream {
 	paths := []struct {
 		path      string
 		transport client.Transport
@@ -111,12 +111,12 @@ func measureUpstream(ctx context.Context, hub HubInfo, samples int, rate float64
 	}
 	var out []Upstream
 	for _, p := range paths {
-		out = append(out, upstreamOnce(ctx, hub, p.path, p.transport, p.keepAlive, samples, rate, size, proxy))
+		out = append(out, upstreamOnce(ctx, hub, p.path, p.transport, p.keepAlive, samples, rate, size, proxy, wait))
 	}
 	return out
 }
 
-func upstreamOnce(ctx context.Context, hub HubInfo, path string, tr client.Transport, keepAlive bool, samples int, rate float64, size int, proxy string) Upstream {
+func upstreamOnce(ctx context.Context, hub HubInfo, path string, tr client.Transport, keepAlive bool, samples int, rate float64, size int, proxy string, wait time.Duration) Upstream {
 	res := Upstream{Path: path}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -130,7 +130,7 @@ func upstreamOnce(ctx context.Context, hub HubInfo, path string, tr client.Trans
 		return res
 	}
 	defer c.Close()
-	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+	sctx, scancel := context.WithTimeout(ctx, wait)
 	sub, err := c.Subscribe(sctx, []string{inbound}, nil)
 	scancel()
 	if err != nil {
@@ -195,7 +195,7 @@ func upstreamOnce(ctx context.Context, hub HubInfo, path string, tr client.Trans
 // hub marks it immutable) repeatedly: over HTTP the first time (200),
 // then revalidating with If-None-Match (304), and over an open WebSocket
 // with the history command, each time.
-func measureCacheable(ctx context.Context, hub HubInfo, samples, size int, proxy string) []CacheRead {
+func measureCacheable(ctx context.Context, hub HubInfo, samples, size int, proxy string, wait time.Duration) []CacheRead {
 	const pageSize = 100
 	channel := freshChannel("cache")
 	c, err := client.Dial(ctx, hub.URL, &client.DialOptions{Transport: client.WebSocket, Proxy: "direct"})
@@ -273,7 +273,9 @@ func measureCacheable(ctx context.Context, hub HubInfo, samples, size int, proxy
 	wc, err := client.Dial(ctx, hub.URL, o)
 	if err == nil {
 		defer wc.Close()
-		_, err = wc.History(ctx, channel, 0, pageSize) // opens the socket
+		octx, ocancel := context.WithTimeout(ctx, wait)
+		_, err = wc.History(octx, channel, 0, pageSize) // opens the socket
+		ocancel()
 	}
 	if err != nil {
 		wsr.Error = err.Error()
@@ -303,7 +305,7 @@ func measureCacheable(ctx context.Context, hub HubInfo, samples, size int, proxy
 
 // measureIdle opens n idle subscribers of transport and reads the hub's
 // memory before and with them, after settle.
-func measureIdleCost(ctx context.Context, hub HubInfo, transport string, n int, settle time.Duration, proxy string) IdleCost {
+func measureIdleCost(ctx context.Context, hub HubInfo, transport string, n int, settle time.Duration, proxy string, wait time.Duration) IdleCost {
 	res := IdleCost{Transport: transport, Subscribers: n}
 	probe := newHubProbe(hub)
 	before, err := probe.memory(ctx)
@@ -328,7 +330,7 @@ func measureIdleCost(ctx context.Context, hub HubInfo, transport string, n int, 
 			return res
 		}
 		clients = append(clients, c)
-		sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+		sctx, scancel := context.WithTimeout(ctx, wait)
 		_, err = c.Subscribe(sctx, []string{channel}, nil)
 		scancel()
 		if err != nil {
