@@ -29,7 +29,7 @@ type SuiteConfig struct {
 	PollInterval time.Duration `json:"poll_interval_ns"`
 	// LadderSteps is the rungs of the rate ladder, each four times the
 	// last, from Rate; LadderStep the measured time of each. Zero means
-	// 4 and 1s.
+	// 5 and 1s.
 	LadderSteps int           `json:"ladder_steps"`
 	LadderStep  time.Duration `json:"ladder_step_ns"`
 	// Samples is the repetitions of the cold-start, upstream and
@@ -98,7 +98,7 @@ func (c SuiteConfig) WithDefaults() SuiteConfig {
 		c.PollInterval = 250 * time.Millisecond
 	}
 	if c.LadderSteps <= 0 {
-		c.LadderSteps = 4
+		c.LadderSteps = 5
 	}
 	if c.LadderStep <= 0 {
 		c.LadderStep = time.Second

@@ -112,7 +112,9 @@ func (r *SuiteReport) chartCDF() (*plot.Plot, error) {
 		p.Add(l)
 		p.Legend.Add(d.Variant, l)
 	}
-	// The curves rise from the left: the legend goes bottom right.
+	// The curves rise from the left: the legend goes bottom right, in
+	// room made for it past the slowest delivery.
+	p.X.Max *= 5
 	p.Legend.Top, p.Legend.Left = false, false
 	p.Legend.YOffs = vg.Points(12)
 	return p, nil
@@ -175,13 +177,13 @@ func (r *SuiteReport) chartHandshakes() (*plot.Plot, error) {
 }
 
 func (r *SuiteReport) chartIdle() (*plot.Plot, error) {
-	p := newPlot("Hub memory per idle subscriber", "", "KiB per subscriber (heap + stack in use)")
+	p := newPlot("Hub memory per idle subscriber", "", "KiB of resident memory (RSS) per subscriber")
 	var names []string
 	n := len(r.Idle)
 	for i, ic := range r.Idle {
 		names = append(names, ic.Transport)
 		vals := make(plotter.Values, n)
-		vals[i] = max(ic.HeapKiB+ic.StackKiB, 0)
+		vals[i] = max(ic.RSSKiB, 0)
 		bars, err := plotter.NewBarChart(vals, vg.Points(30))
 		if err != nil {
 			return nil, err
@@ -192,6 +194,7 @@ func (r *SuiteReport) chartIdle() (*plot.Plot, error) {
 	p.NominalX(names...)
 	p.X.Min, p.X.Max = -0.7, float64(n)-0.3
 	p.Y.Min = 0
+	p.Y.Max = p.Y.Max*1.15 + 0.1
 	return p, nil
 }
 

@@ -25,7 +25,7 @@ func (r *SuiteReport) WriteMarkdown(w io.Writer, charts []string) error {
 		}
 		where := "by URL; CPU from its /metrics"
 		if h.PID > 0 {
-			where = fmt.Sprintf("child process %d of this command; CPU from /proc/%d/stat", h.PID, h.PID)
+			where = fmt.Sprintf("child process %d of this command; CPU from /proc/%d/task/*/schedstat", h.PID, h.PID)
 		}
 		p("- Hub `%s` at %s (%s), write coalescing `--write-delay` %s", h.Name, h.URL, where, wd)
 		if h.Proxy != "" {
@@ -106,14 +106,17 @@ func (r *SuiteReport) WriteMarkdown(w io.Writer, charts []string) error {
 	p("| path | status | samples | messages | down B/op | up B/op | p50 | Cache-Control | error |\n|---|--:|--:|--:|--:|--:|--:|---|---|\n")
 	for _, cr := range r.Cacheable {
 		st := fmt.Sprint(cr.Status)
-		if cr.Path == "http-immutable" {
+		switch {
+		case cr.Path == "http-immutable":
 			st = "(no request)"
+		case cr.Status == 0:
+			st = "-"
 		}
 		p("| %s | %s | %d | %d | %.0f | %.0f | %s | %s | %s |\n", cr.Path, st, cr.Samples, cr.Messages, cr.DownBytesPerOp, cr.UpBytesPerOp, fmtMicros(cr.Latency.P50), cr.CacheControl, cr.Error)
 	}
 
 	p("\n## Hub memory per idle subscriber\n\n")
-	p("The hub's /metrics before and with the idle subscribers (after %s idle), divided by their number. Heap in use includes garbage not yet collected.\n\n", c.IdleSettle)
+	p("The hub's /metrics before and with the idle subscribers (after %s idle), divided by their number. RSS, stack and goroutines are the steady figures; heap in use moves with garbage not yet collected (the hub is idle, so no collection runs) and may even come out negative.\n\n", c.IdleSettle)
 	p("| transport | subscribers | heap KiB/sub | stack KiB/sub | RSS KiB/sub | goroutines/sub | error |\n|---|--:|--:|--:|--:|--:|---|\n")
 	for _, ic := range r.Idle {
 		p("| %s | %d | %.1f | %.1f | %.1f | %.1f | %s |\n", ic.Transport, ic.Subscribers, ic.HeapKiB, ic.StackKiB, ic.RSSKiB, ic.Goroutines, ic.Error)

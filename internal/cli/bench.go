@@ -29,6 +29,7 @@ func benchWorkloads() []benchWorkload {
 	return []benchWorkload{
 		{name: "publish", summary: "HTTP publish throughput and latency: N keep-alive publishers POSTing to a hub", run: runBenchPublish},
 		{name: "fanout", summary: "one channel's fan-out over each transport in turn (ws, sse, stream, poll): delivered/s, latency, hub CPU per delivery", run: runBenchFanout},
+		{name: "render", summary: "render report.md and the charts again from a report.json", run: runBenchRender, hidden: true},
 		{name: "baseline-server", summary: "serve a bare net/http handler answering 201, the floor publish is compared with", run: runBenchBaselineServer, hidden: true},
 	}
 }

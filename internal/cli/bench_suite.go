@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"encoding/json"
 	"context"
 	"errors"
 	"fmt"
@@ -112,6 +113,36 @@ func runBenchSuite(ctx context.Context, stdio Stdio, args []string) error {
 		return report.WriteJSON(stdio.Out)
 	}
 	return report.WriteMarkdown(stdio.Out, nil)
+}
+
+// runBenchRender renders report.md and the charts from a report.json: the
+// report model is the JSON, and nothing else is needed to draw it.
+func runBenchRender(ctx context.Context, stdio Stdio, args []string) error {
+	fs := newFlagSet(stdio, "bench render", "[flags]")
+	in := fs.String("in", "report.json", "report to render")
+	out := fs.String("out", ".", "directory to write report.md, report.json and the charts into")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return errUsage
+	}
+	f, err := os.Open(*in)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var r bench.SuiteReport
+	dec := json.NewDecoder(io.LimitReader(f, 64<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return fmt.Errorf("%s: %w", *in, err)
+	}
+	if r.Version != bench.SchemaVersion {
+		return fmt.Errorf("%s: schema_version %d, this duplex reads %d", *in, r.Version, bench.SchemaVersion)
+	}
+	return writeSuiteOutput(&r, *out)
 }
 
 // writeSuiteOutput writes report.md, report.json and the charts into dir.
