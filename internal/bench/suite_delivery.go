@@ -95,9 +95,11 @@ func runDelivery(ctx context.Context, s deliverySpec) (deliveryRound, error) {
 	}()
 
 	if s.transport == "history" {
-		hc := historyClient(dialer, s.keepAlive, s.proxy)
-		closers = append(closers, hc.CloseIdleConnections)
 		for i := range s.subscribers {
+			// A client each, as each poller is a browser of its own: its
+			// polls follow one another on its one kept-alive connection.
+			hc := historyClient(dialer, s.keepAlive, s.proxy)
+			closers = append(closers, hc.CloseIdleConnections)
 			p := &historyPoller{hc: hc, base: s.hub.URL, channel: channel, interval: s.pollInterval}
 			readers.Go(func() { p.run(ctx, i, tally) })
 		}
@@ -164,9 +166,14 @@ func runDelivery(ctx context.Context, s deliverySpec) (deliveryRound, error) {
 	w1 := dialer.Count.Totals()
 	hub1, known1 := probe.cpu(ctx)
 	cl1 := processCPU()
+	// The readers are still running (a straggler may yet arrive, outside
+	// the window): merge each shard under its lock.
 	lat := NewLatency()
 	for i := range tally.shards {
-		lat.Merge(tally.shards[i].l)
+		sh := &tally.shards[i]
+		sh.mu.Lock()
+		lat.Merge(sh.l)
+		sh.mu.Unlock()
 	}
 	return deliveryRound{
 		published: published, delivered: tally.delivered.Load(), expected: expected,
