@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/duplexhq/duplex/client"
@@ -317,26 +318,40 @@ func measureIdleCost(ctx context.Context, hub HubInfo, transport string, n int, 
 	defer cancel()
 	channel := freshChannel("idle_" + transport)
 	spec := deliverySpec{transport: transport, keepAlive: true, proxy: proxy}
-	var clients []*client.Client
+	clients := make([]*client.Client, n)
 	defer func() {
 		for _, c := range clients {
-			c.Close()
+			if c != nil {
+				c.Close()
+			}
 		}
 	}()
+	// Subscribed 32 at a time: a proxy that holds a stream's first bytes
+	// then costs one wait, not one per subscriber.
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	sem := make(chan struct{}, 32)
 	for i := range n {
 		c, err := client.Dial(ctx, hub.URL, spec.clientOptions(nil))
 		if err != nil {
 			res.Error = fmt.Sprintf("dial %d: %v", i, err)
 			return res
 		}
-		clients = append(clients, c)
-		sctx, scancel := context.WithTimeout(ctx, wait)
-		_, err = c.Subscribe(sctx, []string{channel}, nil)
-		scancel()
-		if err != nil {
-			res.Error = fmt.Sprintf("subscribe %d: %v", i, err)
-			return res
-		}
+		clients[i] = c
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			sctx, scancel := context.WithTimeout(ctx, wait)
+			defer scancel()
+			if _, err := c.Subscribe(sctx, []string{channel}, nil); err != nil {
+				firstErr.CompareAndSwap(nil, fmt.Errorf("subscribe %d: %w", i, err))
+			}
+		})
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		res.Error = err.Error()
+		return res
 	}
 	select {
 	case <-ctx.Done():
