@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -37,7 +36,8 @@ func benchWorkloads() []benchWorkload {
 func runBench(ctx context.Context, stdio Stdio, args []string) error {
 	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
 		benchUsage(stdio.Out) // asked for: the command's output
-		return flag.ErrHelp
+		// Then the default suite's own flags, from its flag set.
+		return runBenchSuite(ctx, stdio, []string{"-h"})
 	}
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		// No workload: the default suite, with its flags.
@@ -59,8 +59,7 @@ func benchUsage(out io.Writer) {
 	fmt.Fprintln(out)
 	fmt.Fprintln(out, "The default suite starts two hubs of this binary on 127.0.0.1 (or measures --url),")
 	fmt.Fprintln(out, "runs for about a minute and prints the report; --out DIR also writes report.md,")
-	fmt.Fprintln(out, "report.json and charts. Its flags: --url --proxy --duration --subscribers --rate")
-	fmt.Fprintln(out, "--size --repeat --poll-interval --out --quick --json (see 'duplex bench --url x -h').")
+	fmt.Fprintln(out, "report.json and charts; its flags are listed below.")
 	fmt.Fprintln(out)
 	fmt.Fprintln(out, "workloads:")
 	for _, w := range benchWorkloads() {
@@ -70,6 +69,7 @@ func benchUsage(out io.Writer) {
 	}
 	fmt.Fprintln(out)
 	fmt.Fprintln(out, "Run 'duplex bench <workload> --help' for the flags of one workload.")
+	fmt.Fprintln(out)
 }
 
 // benchTarget is one --url: a hub (or baseline) to measure, with the name

@@ -100,6 +100,7 @@ func runProxiedSuite(t *testing.T, proxyURL string) map[string]bench.ProxyVerdic
 // late and in bursts (buffered), long polling and plain polling, whose
 // responses are whole, are fine.
 func TestBenchSuiteThroughBufferingProxy(t *testing.T) {
+	t.Parallel() // mostly waiting on what the proxy holds back
 	p := &bufferingProxy{blockSize: 16 << 10, upstream: &http.Transport{}}
 	defer p.upstream.CloseIdleConnections()
 	srv := &http.Server{Handler: p}
@@ -123,6 +124,7 @@ func TestBenchSuiteThroughBufferingProxy(t *testing.T) {
 // TestBenchSuiteThroughDuplexProxy puts `duplex proxy` (internal/proxy,
 // which relays bytes as they come) in the path: every transport is ok.
 func TestBenchSuiteThroughDuplexProxy(t *testing.T) {
+	t.Parallel()
 	ps, err := proxy.New(proxy.Config{AllowPrivate: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
