@@ -193,6 +193,14 @@ func RunSuite(ctx context.Context, cfg SuiteConfig, hubs []HubInfo, progress Pro
 		step++
 	}
 
+	// Idle memory first, while the hub is fresh: after the other
+	// measurements its heap has grown, and new connections reuse the
+	// freed memory without raising RSS.
+	for _, t := range idleTransports {
+		next("memory per idle subscriber: " + t)
+		r.Idle = append(r.Idle, measureIdleCost(ctx, main, t, cfg.IdleSubscribers, cfg.IdleSettle, cfg.Proxy, cfg.connectWait()))
+	}
+
 	// Delivery, the rounds interleaved so that a drift of the machine
 	// falls on every transport alike.
 	rounds := make([][]deliveryRound, len(variants))
@@ -233,10 +241,6 @@ func RunSuite(ctx context.Context, cfg SuiteConfig, hubs []HubInfo, progress Pro
 	r.Upstream = measureUpstream(ctx, main, cfg.Samples, cfg.Rate, cfg.Size, cfg.Proxy, cfg.connectWait())
 	next("cacheable history reads")
 	r.Cacheable = measureCacheable(ctx, main, cfg.Samples, cfg.Size, cfg.Proxy, cfg.connectWait())
-	for _, t := range idleTransports {
-		next("memory per idle subscriber: " + t)
-		r.Idle = append(r.Idle, measureIdleCost(ctx, main, t, cfg.IdleSubscribers, cfg.IdleSettle, cfg.Proxy, cfg.connectWait()))
-	}
 	if cfg.Proxy != "" {
 		for _, t := range SuiteTransports {
 			next("proxy check: " + t)

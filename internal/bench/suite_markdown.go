@@ -116,7 +116,7 @@ func (r *SuiteReport) WriteMarkdown(w io.Writer, charts []string) error {
 	}
 
 	p("\n## Hub memory per idle subscriber\n\n")
-	p("The hub's /metrics before and with the idle subscribers (after %s idle), divided by their number. RSS, stack and goroutines are the steady figures; heap in use moves with garbage not yet collected (the hub is idle, so no collection runs) and may even come out negative.\n\n", c.IdleSettle)
+	p("The hub's /metrics before and with the idle subscribers (after %s idle; measured first, on the fresh hub), divided by their number. RSS, stack and goroutines are the steady figures; heap in use moves with garbage not yet collected (the hub is idle, so no collection runs) and may even come out negative.\n\n", c.IdleSettle)
 	p("| transport | subscribers | heap KiB/sub | stack KiB/sub | RSS KiB/sub | goroutines/sub | error |\n|---|--:|--:|--:|--:|--:|---|\n")
 	for _, ic := range r.Idle {
 		p("| %s | %d | %.1f | %.1f | %.1f | %.1f | %s |\n", ic.Transport, ic.Subscribers, ic.HeapKiB, ic.StackKiB, ic.RSSKiB, ic.Goroutines, ic.Error)
