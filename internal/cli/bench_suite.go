@@ -142,6 +142,7 @@ func runBenchRender(ctx context.Context, stdio Stdio, args []string) error {
 	if r.Version != bench.SchemaVersion {
 		return fmt.Errorf("%s: schema_version %d, this duplex reads %d", *in, r.Version, bench.SchemaVersion)
 	}
+	r.DeriveClaims()
 	return writeSuiteOutput(&r, *out)
 }
 
