@@ -156,7 +156,7 @@ func RunSuite(ctx context.Context, cfg SuiteConfig, hubs []HubInfo, progress Pro
 	}
 	start := time.Now()
 	r := &SuiteReport{
-		Schema: SchemaID, Version: SchemaVersion, Started: start.UTC().Truncate(time.Second),
+		Schema: SchemaID, Version: SchemaVersion, Workload: "suite", Started: start.UTC().Truncate(time.Second),
 		Machine: DescribeMachine(), Config: cfg, Hubs: hubs,
 	}
 	main := hubs[0]
@@ -290,6 +290,7 @@ func summarizeDelivery(v variantOf, cfg SuiteConfig, rounds []deliveryRound, err
 		hubKnown = hubKnown && rd.hubCPUKnown
 	}
 	d.Latency = lat.Summary()
+	d.Seconds = round1(cfg.Duration.Seconds() * float64(len(rounds)))
 	d.P50US, d.P99US = statsOf(p50s), statsOf(p99s)
 	d.CDF = lat.CDF()
 	if n := float64(d.Delivered); n > 0 {
@@ -439,6 +440,9 @@ func (r *SuiteReport) finish() {
 	ensure(&r.Cacheable)
 	ensure(&r.Idle)
 	ensure(&r.Proxy)
+	ensure(&r.Publish)
+	ensure(&r.Claims)
+	ensure(&r.Hubs)
 	cores := float64(r.Machine.Cores)
 	if r.Machine.LoadBefore[0] > cores || r.Machine.LoadAfter[0] > cores {
 		r.Machine.Busy = true
@@ -457,10 +461,12 @@ func (r *SuiteReport) finish() {
 	if r.Config.Quick {
 		r.Warnings = append(r.Warnings, "quick run (--quick): every measurement was cut to a fraction of a second; the figures show the suite works, not what the machine can do")
 	}
-	if len(r.Hubs) == 1 && r.Hubs[0].WriteDelayMS < 0 {
+	if len(r.Hubs) == 1 && r.Hubs[0].WriteDelayMS < 0 && len(r.Delivery) > 0 {
 		r.Warnings = append(r.Warnings, "the hub at --url was measured as it is configured; its --write-delay is unknown to the suite, and WebSocket, SSE and NDJSON latencies at low rates include up to that delay. Run it again against a hub started with --write-delay 0 to see the other setting")
 	}
-	r.Claims = buildClaims(r)
+	if r.Workload == "suite" {
+		r.Claims = buildClaims(r)
+	}
 }
 
 func ensure[T any](p *[]T) {

@@ -24,9 +24,13 @@ const (
 // the JSON names: _us microseconds, _ms milliseconds, _bytes bytes,
 // _per_1000 per thousand delivered messages (or operations, where said).
 type SuiteReport struct {
-	Schema  string    `json:"$schema"`
-	Version int       `json:"schema_version"`
-	Started time.Time `json:"started"`
+	Schema  string `json:"$schema"`
+	Version int    `json:"schema_version"`
+	// Workload is what produced the report: "suite" (the default suite,
+	// every section), "fanout" (Delivery rows only) or "publish"
+	// (Publish only).
+	Workload string    `json:"workload"`
+	Started  time.Time `json:"started"`
 	// WallSeconds is how long the suite took.
 	WallSeconds float64      `json:"wall_seconds"`
 	Machine     MachineInfo  `json:"machine"`
@@ -43,6 +47,8 @@ type SuiteReport struct {
 	// Proxy is the check of each transport through --proxy against the
 	// same transport direct; empty without --proxy.
 	Proxy []ProxyVerdict `json:"proxy"`
+	// Publish holds the runs of `duplex bench publish`; empty otherwise.
+	Publish []Run `json:"publish"`
 	// Warnings are things that make the figures less trustworthy: a busy
 	// machine, a saturated load generator, a transport that failed.
 	Warnings []string `json:"warnings"`
@@ -125,6 +131,8 @@ type Delivery struct {
 	Subscribers    int     `json:"subscribers"`
 	Rate           float64 `json:"publish_rate"`
 	Rounds         int     `json:"rounds"`
+	// Seconds is the measured time, summed over the rounds.
+	Seconds float64 `json:"seconds"`
 	// Published, Delivered and Expected (Published × Subscribers) are
 	// summed over the rounds.
 	Published int64 `json:"published"`

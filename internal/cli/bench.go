@@ -167,7 +167,7 @@ func runBenchPublish(ctx context.Context, stdio Stdio, args []string) error {
 		client     = fs.String("client", bench.ClientConn, "load generator's HTTP client: conn (lean, one pre-encoded request per connection, http:// only) or net/http")
 		rounds     = fs.Int("rounds", 1, "repeat every run this many times, interleaved (at most 100)")
 		baseline   = fs.String("baseline", "baseline", "name of the --url the others are compared with")
-		asJSON     = fs.Bool("json", false, "print the report as JSON instead of a table")
+		asJSON     = fs.Bool("json", false, "print the report as JSON (docs/bench-report.schema.json, workload publish) instead of a table")
 	)
 	fs.Var(&targets, "url", "hub to measure, as [name=]URL; repeat (or comma-separate) to measure several in one run, e.g. duplex=http://127.0.0.1:8080,baseline=http://127.0.0.1:8081 (default duplex=http://127.0.0.1:8080)")
 	fs.Var(&publishers, "publishers", "concurrent keep-alive publishers; a comma-separated list runs each count in turn, e.g. 8,16,64")
@@ -200,7 +200,8 @@ func runBenchPublish(ctx context.Context, stdio Stdio, args []string) error {
 		data = benchData(*size)
 	}
 
-	report := &bench.Report{Workload: "publish", Started: time.Now().UTC().Truncate(time.Second), Machine: bench.ThisMachine()}
+	started := time.Now()
+	report := &bench.Report{Workload: "publish", Started: started.UTC().Truncate(time.Second), Machine: bench.ThisMachine()}
 	report.Notes = append(report.Notes, fmt.Sprintf(
 		"the load generator ran on %d CPU(s) (GOMAXPROCS %d); a target on the same machine shares them unless pinned apart",
 		runtime.NumCPU(), runtime.GOMAXPROCS(0)))
@@ -230,10 +231,20 @@ func runBenchPublish(ctx context.Context, stdio Stdio, args []string) error {
 		}
 	}
 	report.Compare(*baseline)
-	if *asJSON {
-		return report.WriteJSON(stdio.Out)
+	// The one report model: the runs become its Publish section, and the
+	// JSON and the table both render from it.
+	out := bench.NewWorkloadReport("publish", "")
+	out.Started = report.Started
+	for _, t := range targets {
+		out.Hubs = append(out.Hubs, bench.HubInfo{Name: t.name, URL: t.url, WriteDelayMS: -1})
 	}
-	return report.WriteTable(stdio.Out)
+	out.Publish = report.Runs
+	out.FinishWorkload(started)
+	out.Warnings = append(report.Notes, out.Warnings...)
+	if *asJSON {
+		return out.WriteJSON(stdio.Out)
+	}
+	return out.WritePublishText(stdio.Out)
 }
 
 // benchData returns a JSON object of exactly size bytes (at least the
