@@ -141,3 +141,21 @@ func TestBenchSuiteQuick(t *testing.T) {
 		}
 	}
 }
+
+// TestCommittedReportValidates keeps docs/bench/report.json, the report
+// shown in docs/benchmarks.md, valid against the schema it documents.
+func TestCommittedReportValidates(t *testing.T) {
+	t.Parallel()
+	f, err := os.Open(filepath.Join("..", "..", "docs", "bench", "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	inst, err := jsonschema.UnmarshalJSON(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := compileReportSchema(t).Validate(inst); err != nil {
+		t.Error(err)
+	}
+}
