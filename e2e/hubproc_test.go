@@ -25,14 +25,6 @@ var (
 	duplexBinErr  error
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if duplexBinDir != "" {
-		os.RemoveAll(duplexBinDir)
-	}
-	os.Exit(code)
-}
-
 // builtDuplex returns the path of a duplex binary built from this checkout.
 func builtDuplex(t *testing.T) string {
 	t.Helper()

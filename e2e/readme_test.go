@@ -29,7 +29,8 @@ import (
 //     the rest of the README talks to. The test starts that line itself,
 //     as the user would in a terminal of its own, and waits until it says
 //     it listens on 127.0.0.1:8080. The README's addresses are fixed
-//     (8080, 8081, 1080 on 127.0.0.1), so the test uses them verbatim: it
+//     (8080, 8081, 8082, 8083, 6390 for its redis-server, 1080 on
+//     127.0.0.1), so the test uses them verbatim: it
 //     fails at once, saying which, if one of them is taken, and it holds a
 //     machine-wide lock (lockREADMEPorts) so concurrent runs from several
 //     checkouts take turns instead of colliding.
@@ -97,7 +98,7 @@ func TestREADME(t *testing.T) {
 }
 
 // readmeAddrs are the addresses the README's commands listen on.
-var readmeAddrs = []string{"127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1:1080"}
+var readmeAddrs = []string{"127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1:8082", "127.0.0.1:8083", "127.0.0.1:6390", "127.0.0.1:1080"}
 
 // excludedLines are README commands the test does not run, by the start
 // of the line, each with why.
@@ -146,6 +147,11 @@ var readmeBlocks = []readmeBlock{
 		`(?m)^\{"error":\{"code":"unauthorized",`,
 		`(?m)^\{"channel":"chat",` + epoch + `,"offset":1,"time":\d+\}$`,
 		`(?m)^\{"type":"message","channel":"chat",` + epoch + `,"offset":1,.*"data":\{"text":"hi"\}\}$`,
+	}},
+	{first: "redis-server --port 6390 --bind 127.0.0.1 --save '' --appendonly no &", stdout: []string{
+		`(?m)^PONG\n\{"status":"ok"\}\n\{"status":"ok"\}$`,
+		`(?m)^\{"channel":"news",` + epoch + `,"offset":1,"time":\d+\}$`,
+		`(?m)^\{"type":"message","channel":"news",` + epoch + `,"offset":1,.*"data":\{"text":"from 8082"\}\}$`,
 	}},
 	{first: "go run ./cmd/duplex proxy --allow 127.0.0.1/32 &", stdout: []string{
 		`(?m)^duplex proxy listening on 127\.0\.0\.1:1080 `,

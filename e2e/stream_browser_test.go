@@ -123,6 +123,10 @@ func (b *browserES) opens() int {
 // history does across a process restart with the Redis engine; with the
 // memory engine a process restart loses history, which the next test
 // covers.
+//
+// It keeps the memory engine on DUPLEX_TEST_ENGINE=redis: the hub.Hub
+// outliving its server is this test's stand-in for shared history; the
+// Redis run of a real process restart is in the failover tests.
 func TestStreamBrowserEventSourceResumesAcrossRestart(t *testing.T) {
 	hubtest.CheckLeaks(t)
 	hb, err := hub.New(context.Background(), hub.Config{Engine: memory.New(memory.Config{})})

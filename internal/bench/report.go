@@ -161,32 +161,14 @@ func memTotalMiB() int64 {
 }
 
 // scrapeCPU reads process_cpu_seconds_total from metricsURL, a Prometheus
-// text exposition; ok is false when there is none.
+// text exposition parsed with expfmt; ok is false when there is none.
 func scrapeCPU(ctx context.Context, c *http.Client, metricsURL string) (cpu time.Duration, ok bool) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
+	m, err := HubMetrics(ctx, c, metricsURL)
 	if err != nil {
 		return 0, false
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, false
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, false
-	}
-	sc := bufio.NewScanner(io.LimitReader(resp.Body, 4<<20))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		if v, found := strings.CutPrefix(sc.Text(), "process_cpu_seconds_total "); found {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				return 0, false
-			}
-			return time.Duration(f * float64(time.Second)), true
-		}
-	}
-	return 0, false
+	v, ok := m["process_cpu_seconds_total"]
+	return time.Duration(v * float64(time.Second)), ok
 }
 
 // Report is what one `duplex bench` invocation measured.

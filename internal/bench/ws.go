@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -260,38 +259,12 @@ func stampOf(b []byte) (int64, bool) {
 	return t, err == nil
 }
 
-// scrapeMetrics reads the unlabelled samples of a Prometheus text page.
+// scrapeMetrics reads the unlabelled samples of a hub's /metrics (parsed
+// with expfmt, see HubMetrics) and insists on process_cpu_seconds_total.
 func scrapeMetrics(ctx context.Context, c *http.Client, url string) (map[string]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	out, err := HubMetrics(ctx, c, url)
 	if err != nil {
 		return nil, err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("scrape %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("scrape %s: %s", url, resp.Status)
-	}
-	out := make(map[string]float64)
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' || strings.ContainsRune(line, '{') {
-			continue
-		}
-		name, val, ok := strings.Cut(line, " ")
-		if !ok {
-			continue
-		}
-		if f, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
-			out[name] = f
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("scrape %s: %w", url, err)
 	}
 	if _, ok := out["process_cpu_seconds_total"]; !ok {
 		return nil, errors.New("scrape " + url + ": no process_cpu_seconds_total (not a hub on Linux?)")

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -29,18 +28,20 @@ func benchWorkloads() []benchWorkload {
 	return []benchWorkload{
 		{name: "publish", summary: "HTTP publish throughput and latency: N keep-alive publishers POSTing to a hub", run: runBenchPublish},
 		{name: "fanout", summary: "one channel's fan-out over each transport in turn (ws, sse, stream, poll): delivered/s, latency, hub CPU per delivery", run: runBenchFanout},
+		{name: "render", summary: "render report.md and the charts again from a report.json", run: runBenchRender, hidden: true},
 		{name: "baseline-server", summary: "serve a bare net/http handler answering 201, the floor publish is compared with", run: runBenchBaselineServer, hidden: true},
 	}
 }
 
 func runBench(ctx context.Context, stdio Stdio, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		if len(args) == 0 {
-			benchUsage(stdio.Err)
-			return errUsage
-		}
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
 		benchUsage(stdio.Out) // asked for: the command's output
-		return flag.ErrHelp
+		// Then the default suite's own flags, from its flag set.
+		return runBenchSuite(ctx, stdio, []string{"-h"})
+	}
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		// No workload: the default suite, with its flags.
+		return runBenchSuite(ctx, stdio, args)
 	}
 	for _, w := range benchWorkloads() {
 		if w.name == args[0] {
@@ -53,7 +54,12 @@ func runBench(ctx context.Context, stdio Stdio, args []string) error {
 }
 
 func benchUsage(out io.Writer) {
-	fmt.Fprintln(out, "usage: duplex bench <workload> [flags]")
+	fmt.Fprintln(out, "usage: duplex bench [flags]             the default suite: every transport, the six claims, charts")
+	fmt.Fprintln(out, "       duplex bench <workload> [flags]  one workload")
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "The default suite starts two hubs of this binary on 127.0.0.1 (or measures --url),")
+	fmt.Fprintln(out, "runs for about a minute and prints the report; --out DIR also writes report.md,")
+	fmt.Fprintln(out, "report.json and charts; its flags are listed below.")
 	fmt.Fprintln(out)
 	fmt.Fprintln(out, "workloads:")
 	for _, w := range benchWorkloads() {
@@ -63,6 +69,7 @@ func benchUsage(out io.Writer) {
 	}
 	fmt.Fprintln(out)
 	fmt.Fprintln(out, "Run 'duplex bench <workload> --help' for the flags of one workload.")
+	fmt.Fprintln(out)
 }
 
 // benchTarget is one --url: a hub (or baseline) to measure, with the name
@@ -160,7 +167,7 @@ func runBenchPublish(ctx context.Context, stdio Stdio, args []string) error {
 		client     = fs.String("client", bench.ClientConn, "load generator's HTTP client: conn (lean, one pre-encoded request per connection, http:// only) or net/http")
 		rounds     = fs.Int("rounds", 1, "repeat every run this many times, interleaved (at most 100)")
 		baseline   = fs.String("baseline", "baseline", "name of the --url the others are compared with")
-		asJSON     = fs.Bool("json", false, "print the report as JSON instead of a table")
+		asJSON     = fs.Bool("json", false, "print the report as JSON (docs/bench-report.schema.json, workload publish) instead of a table")
 	)
 	fs.Var(&targets, "url", "hub to measure, as [name=]URL; repeat (or comma-separate) to measure several in one run, e.g. duplex=http://127.0.0.1:8080,baseline=http://127.0.0.1:8081 (default duplex=http://127.0.0.1:8080)")
 	fs.Var(&publishers, "publishers", "concurrent keep-alive publishers; a comma-separated list runs each count in turn, e.g. 8,16,64")
@@ -193,7 +200,8 @@ func runBenchPublish(ctx context.Context, stdio Stdio, args []string) error {
 		data = benchData(*size)
 	}
 
-	report := &bench.Report{Workload: "publish", Started: time.Now().UTC().Truncate(time.Second), Machine: bench.ThisMachine()}
+	started := time.Now()
+	report := &bench.Report{Workload: "publish", Started: started.UTC().Truncate(time.Second), Machine: bench.ThisMachine()}
 	report.Notes = append(report.Notes, fmt.Sprintf(
 		"the load generator ran on %d CPU(s) (GOMAXPROCS %d); a target on the same machine shares them unless pinned apart",
 		runtime.NumCPU(), runtime.GOMAXPROCS(0)))
@@ -223,10 +231,20 @@ func runBenchPublish(ctx context.Context, stdio Stdio, args []string) error {
 		}
 	}
 	report.Compare(*baseline)
-	if *asJSON {
-		return report.WriteJSON(stdio.Out)
+	// The one report model: the runs become its Publish section, and the
+	// JSON and the table both render from it.
+	out := bench.NewWorkloadReport("publish", "")
+	out.Started = report.Started
+	for _, t := range targets {
+		out.Hubs = append(out.Hubs, bench.HubInfo{Name: t.name, URL: t.url, WriteDelayMS: -1})
 	}
-	return report.WriteTable(stdio.Out)
+	out.Publish = report.Runs
+	out.FinishWorkload(started)
+	out.Warnings = append(report.Notes, out.Warnings...)
+	if *asJSON {
+		return out.WriteJSON(stdio.Out)
+	}
+	return out.WritePublishText(stdio.Out)
 }
 
 // benchData returns a JSON object of exactly size bytes (at least the

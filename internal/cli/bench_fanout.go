@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -33,7 +32,7 @@ func runBenchFanout(ctx context.Context, stdio Stdio, args []string) error {
 		duration   = fs.Duration("duration", 10*time.Second, "measured time per transport (at most 10m)")
 		warmup     = fs.Duration("warmup", 2*time.Second, "unmeasured time before each measurement")
 		size       = fs.Int("size", 100, "bytes of data per publication (40 to 65536)")
-		asJSON     = fs.Bool("json", false, "print the results as JSON instead of a table")
+		asJSON     = fs.Bool("json", false, "print the report as JSON (docs/bench-report.schema.json, workload fanout) instead of a table")
 	)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -65,8 +64,9 @@ func runBenchFanout(ctx context.Context, stdio Stdio, args []string) error {
 	case *size < 40 || *size > 64<<10:
 		return errors.New("--size: from 40 to 65536")
 	}
-	stamp := time.Now().UnixNano()
-	var results []bench.FanoutResult
+	started := time.Now()
+	stamp := started.UnixNano()
+	report := bench.NewWorkloadReport("fanout", *url)
 	var err error
 	for _, t := range list {
 		fmt.Fprintf(stdio.Err, "duplex bench: %s, %d readers, %g msg/s, %s (+%s warm-up)...\n", t, *readers, *rate, *duration, *warmup)
@@ -92,21 +92,20 @@ func runBenchFanout(ctx context.Context, stdio Stdio, args []string) error {
 			return fmt.Errorf("%s: %w", t, err)
 		}
 		res.Transport = t
-		results = append(results, res)
+		report.AddFanout(res)
 	}
+	report.FinishWorkload(started)
 	if *asJSON {
-		enc := json.NewEncoder(stdio.Out)
-		enc.SetIndent("", "  ")
-		err = enc.Encode(results)
+		err = report.WriteJSON(stdio.Out)
 	} else {
-		err = bench.WriteFanoutTable(stdio.Out, results)
+		err = report.WriteDeliveryText(stdio.Out)
 	}
 	if err != nil {
 		return err
 	}
-	for _, r := range results {
-		if r.Delivered < r.Expected {
-			return fmt.Errorf("%s delivered %d of %d messages", r.Transport, r.Delivered, r.Expected)
+	for _, d := range report.Delivery {
+		if d.Delivered < d.Expected {
+			return fmt.Errorf("%s delivered %d of %d messages", d.Transport, d.Delivered, d.Expected)
 		}
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/duplexhq/duplex/internal/bench"
 	"github.com/duplexhq/duplex/internal/hubtest"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
 // benchMain runs cli.Main in-process and returns the exit code, standard
@@ -20,6 +21,26 @@ func benchMain(t *testing.T, ctx context.Context, args ...string) (int, string, 
 	var out, errb bytes.Buffer
 	code := Main(ctx, args, Stdio{In: strings.NewReader(""), Out: &out, Err: &errb})
 	return code, out.String(), errb.String()
+}
+
+// decodeReport checks that out is a report valid against the schema, the
+// one JSON shape of every workload, and decodes it strictly.
+func decodeReport(t *testing.T, out string) bench.SuiteReport {
+	t.Helper()
+	inst, err := jsonschema.UnmarshalJSON(strings.NewReader(out))
+	if err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	if err := compileReportSchema(t).Validate(inst); err != nil {
+		t.Errorf("the report does not validate: %v", err)
+	}
+	var r bench.SuiteReport
+	dec := json.NewDecoder(strings.NewReader(out))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 func TestParseBenchTarget(t *testing.T) {
@@ -88,18 +109,15 @@ func TestBenchPublish(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("bench publish exited %d: %s", code, msg)
 	}
-	var rep bench.Report
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("report is not JSON: %v\n%s", err, out)
-	}
-	if rep.Workload != "publish" || len(rep.Runs) != 4 {
-		t.Fatalf("report: workload %q, %d runs; want publish, 4", rep.Workload, len(rep.Runs))
+	rep := decodeReport(t, out)
+	if rep.Workload != "publish" || len(rep.Publish) != 4 {
+		t.Fatalf("report: workload %q, %d runs; want publish, 4", rep.Workload, len(rep.Publish))
 	}
 	for i, want := range []struct {
 		name    string
 		clients int
 	}{{"duplex", 2}, {"baseline", 2}, {"duplex", 3}, {"baseline", 3}} {
-		r := rep.Runs[i]
+		r := rep.Publish[i]
 		if r.Name != want.name || r.Clients != want.clients || r.Ops != 40 || r.Errors != 0 || r.VsBaseline <= 0 {
 			t.Errorf("run %d = %+v; want %s with %d clients, 40 ops, no errors, compared", i, r, want.name, want.clients)
 		}
@@ -119,17 +137,16 @@ func TestBenchPublish(t *testing.T) {
 func TestBenchUsageAndBadFlags(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	if code, _, msg := benchMain(t, ctx, "bench"); code != 2 || !strings.Contains(msg, "publish") {
-		t.Errorf("bench: exit %d, usage %q", code, msg)
-	}
-	if code, _, msg := benchMain(t, ctx, "bench", "--help"); code != 0 || strings.Contains(msg, "baseline-server") {
-		t.Errorf("bench --help: exit %d, usage lists the hidden helper: %q", code, msg)
+	if code, msg, _ := benchMain(t, ctx, "bench", "--help"); code != 0 || strings.Contains(msg, "baseline-server") || !strings.Contains(msg, "--quick") || !strings.Contains(msg, "publish") {
+		t.Errorf("bench --help: exit %d, usage lists the hidden helper or lacks the suite and workloads: %q", code, msg)
 	}
 	for _, args := range [][]string{
 		{"bench", "nosuch"},
 		{"bench", "publish", "--publishers", "0"},
 		{"bench", "publish", "--url", "127.0.0.1:8080"},
 		{"bench", "publish", "extra"},
+		{"bench", "--quick", "extra"},
+		{"bench", "--nosuch"},
 	} {
 		if code, _, _ := benchMain(t, ctx, args...); code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)
@@ -140,6 +157,10 @@ func TestBenchUsageAndBadFlags(t *testing.T) {
 		{"bench", "publish", "--publishers", "5000"},
 		{"bench", "publish", "--rounds", "0"},
 		{"bench", "baseline-server", "--listen", "0.0.0.0:0"},
+		{"bench", "--repeat", "0"},
+		{"bench", "--size", "10"},
+		{"bench", "--url", "ftp://x"},
+		{"bench", "--proxy", "nohost"},
 	} {
 		if code, _, _ := benchMain(t, ctx, args...); code != 1 {
 			t.Errorf("%v: exit %d, want 1", args, code)
@@ -157,12 +178,10 @@ func TestBenchFanout(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("bench fanout exited %d: %s", code, msg)
 	}
-	var res []bench.FanoutResult
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		t.Fatalf("not JSON: %v\n%s", err, out)
-	}
-	if len(res) != 4 {
-		t.Fatalf("%d results, want 4:\n%s", len(res), out)
+	rep := decodeReport(t, out)
+	res := rep.Delivery
+	if rep.Workload != "fanout" || len(res) != 4 {
+		t.Fatalf("workload %q, %d results, want fanout, 4:\n%s", rep.Workload, len(res), out)
 	}
 	for i, want := range []string{"ws", "sse", "stream", "poll"} {
 		r := res[i]

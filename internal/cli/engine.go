@@ -6,8 +6,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/duplexhq/duplex/internal/engine/memory"
 	"github.com/duplexhq/duplex/internal/engine/redis"
+	"github.com/duplexhq/duplex/internal/engine/redis/redismetrics"
 	"github.com/duplexhq/duplex/internal/hub"
 )
 
@@ -47,4 +50,13 @@ func engineName(url string) string {
 		}
 	}
 	return url
+}
+
+// engineCollectors returns the Prometheus collectors of e's own series
+// (the Redis engine's round trips and reconnects), for /metrics.
+func engineCollectors(e hub.Engine) []prometheus.Collector {
+	if r, ok := e.(*redis.Engine); ok {
+		return redismetrics.Collectors(r.Stats())
+	}
+	return nil
 }

@@ -103,6 +103,7 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 		PollMaxTimeout: *pollMax, PublishRate: *publishRate, Web: web.Handler(),
 		JWTSecret:     []byte(*jwtSecret),
 		MaxWebSockets: *maxWebSockets, SSERetry: *sseRetry, WriteDelay: delayOrOff(*writeDelay),
+		Collectors: engineCollectors(engine),
 	})
 	if err != nil {
 		return err

@@ -1,5 +1,5 @@
 // Package hubtest starts real duplex hubs for tests: an engine (memory
-// unless the test gives another, such as a Redis engine), the hub and the
+// unless the test gives another, or EngineEnv asks for Redis), the hub and the
 // HTTP server on 127.0.0.1:0, over real sockets, stopped when the test
 // ends. It also checks tests for goroutine leaks.
 package hubtest
@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/duplexhq/duplex/internal/engine/memory"
+	"github.com/duplexhq/duplex/internal/engine/redis"
+	"github.com/duplexhq/duplex/internal/engine/redis/redismetrics"
 	"github.com/duplexhq/duplex/internal/hub"
 	"github.com/duplexhq/duplex/internal/server"
 	"github.com/duplexhq/duplex/web"
@@ -23,7 +25,7 @@ type Hub struct {
 	URL    string // http://127.0.0.1:port
 	Addr   string // 127.0.0.1:port
 	Hub    *hub.Hub
-	Engine hub.Engine // a *memory.Engine unless Options.Engine was set
+	Engine hub.Engine // Options.Engine, else memory or Redis (see EngineEnv)
 	Server *server.Server
 
 	stopped chan struct{}
@@ -32,8 +34,10 @@ type Hub struct {
 
 // Options adjust the hub a test starts. Zero values keep the defaults.
 type Options struct {
-	Hub    hub.Config    // Engine is filled in
-	Memory memory.Config // memory engine settings, when Engine is nil
+	Hub hub.Config // Engine is filled in
+	// Memory are the memory engine's settings, when Engine is nil; on
+	// Redis (EngineEnv) HistorySize and HistoryTTL apply there.
+	Memory memory.Config
 	// Engine, if set, is the hub's engine instead of a memory engine, not
 	// yet started (the hub starts it and closes it at shutdown).
 	Engine hub.Engine
@@ -59,9 +63,12 @@ func Start(t testing.TB, opts *Options) *Hub {
 
 // StartE starts a hub; the caller stops it with Stop.
 func StartE(opts *Options) (*Hub, error) {
-	var eng hub.Engine = opts.Engine
+	eng := opts.Engine
 	if eng == nil {
-		eng = memory.New(opts.Memory)
+		var err error
+		if eng, err = defaultEngine(opts); err != nil {
+			return nil, err
+		}
 	}
 	hcfg := opts.Hub
 	hcfg.Engine = eng
@@ -71,6 +78,9 @@ func StartE(opts *Options) (*Hub, error) {
 	}
 	scfg := opts.Server
 	scfg.Hub = hb
+	if r, ok := eng.(*redis.Engine); ok && scfg.Collectors == nil {
+		scfg.Collectors = redismetrics.Collectors(r.Stats()) // as duplex serve does
+	}
 	if scfg.Web == nil {
 		scfg.Web = web.Handler()
 	}

@@ -64,13 +64,15 @@ func TestPollTimeoutAnswer(t *testing.T) {
 	c := testClient(t)
 	p := publish(t, c, h.URL, "a", `1`)
 	// Without a cursor: start at now; the timeout answer carries where now
-	// is, for every channel asked (b was never published: offset 0).
+	// is, for every channel asked (b was never published: offset 0, with a
+	// fresh epoch on memory, the empty one on Redis, which keeps no key
+	// for a channel only read; see hub.Engine.History).
 	pr := poll(t, context.Background(), c, h.URL+"/v1/poll?channel=a&channel=b&timeout=30ms")
 	if len(pr.Messages) != 0 || len(pr.Gaps) != 0 {
 		t.Fatalf("timeout answer not empty: %+v", pr)
 	}
 	cur, err := msg.ParseCursor(pr.Cursor)
-	if err != nil || cur["a"] != (msg.Position{Epoch: p.Epoch, Offset: 1}) || cur["b"].Offset != 0 || cur["b"].Epoch == "" {
+	if err != nil || cur["a"] != (msg.Position{Epoch: p.Epoch, Offset: 1}) || cur["b"].Offset != 0 {
 		t.Fatalf("cursor %q (%v)", pr.Cursor, err)
 	}
 	// The same cursor, given back, times out the same way.
@@ -175,6 +177,10 @@ func TestPollShutdownAnswersEmpty(t *testing.T) {
 
 // newBubbleServer builds a hub and server inside a synctest bubble, served
 // through ServeHTTP, so fake time drives timeouts and heartbeats exactly.
+//
+// It stays on memory with DUPLEX_TEST_ENGINE=redis: a synctest bubble's
+// fake clock cannot drive a Redis client's sockets and timers, which
+// live outside the bubble.
 func newBubbleServer(t *testing.T, cfg server.Config) (*hub.Hub, http.Handler) {
 	hb, err := hub.New(context.Background(), hub.Config{Engine: memory.New(memory.Config{})})
 	if err != nil {

@@ -251,16 +251,37 @@ func (s *Server) handleEcho(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, echoReply{Method: r.Method, RemoteAddr: r.RemoteAddr, Headers: hdr})
 }
 
+// healthReply is what GET /healthz answers: status "ok", or
+// "unavailable" beside the error (the shape of every error answer), so a
+// load balancer may read either the status code or the body.
+type healthReply struct {
+	Status string     `json:"status"`
+	Error  *msg.Error `json:"error,omitempty"`
+}
+
+// handleHealth answers 200 while the hub can serve, 503 while it shuts
+// down or its engine cannot reach its store (hub.Healthy, bounded by
+// hub.HealthTimeout: a stalled Redis never holds a health check).
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	closed := s.closed
 	s.mu.Unlock()
 	w.Header().Set("Cache-Control", "no-store")
+	err := error(nil)
 	if closed {
-		writeError(w, msg.Errorf(msg.CodeUnavailable, "shutting down"))
-		return
+		err = msg.Errorf(msg.CodeUnavailable, "shutting down")
+	} else {
+		err = s.hub.Healthy(r.Context())
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	var me *msg.Error
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, healthReply{Status: "ok"})
+	case errors.As(err, &me):
+		writeJSON(w, me.Code.HTTPStatus(), healthReply{Status: string(me.Code), Error: me})
+	default:
+		writeError(w, err)
+	}
 }
 
 func isWebSocketUpgrade(r *http.Request) bool {

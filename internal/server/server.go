@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/duplexhq/duplex/internal/hub"
 	"github.com/duplexhq/duplex/msg"
 )
@@ -95,6 +97,12 @@ type Config struct {
 
 	// Web serves / and /duplex.js. Nil serves 404 there.
 	Web http.Handler
+
+	// Collectors are registered on /metrics beside the hub's series: the
+	// engine's own (redismetrics.Collectors for a Redis engine), given by
+	// whoever built the engine, so that neither the hub nor the server
+	// knows Redis. Nil adds none.
+	Collectors []prometheus.Collector
 }
 
 func (c Config) withDefaults() Config {

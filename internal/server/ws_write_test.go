@@ -131,11 +131,16 @@ func TestWSWriteCoalescing(t *testing.T) {
 	}
 	// Publishing on the connection: each acknowledgement comes at once,
 	// the held messages with it.
+	seen := uint64(2) // the last message offset received
 	for i := 3; i <= 52; i++ {
 		wsSend(t, c, fmt.Sprintf(`{"id":%d,"type":"publish","channel":"co","data":%d}`, i, i))
 		for {
 			f := next()
 			if f.Type == "message" {
+				if f.Offset != seen+1 {
+					t.Fatalf("message %d after %d", f.Offset, seen)
+				}
+				seen = f.Offset
 				continue
 			}
 			if f.Type != "ok" || f.id() != fmt.Sprint(i) || f.Offset != uint64(i) {
@@ -153,10 +158,14 @@ func TestWSWriteCoalescing(t *testing.T) {
 		defer close(stopped)
 		h.Stop(t)
 	}()
+	// On the Redis engine a delivery may trail its publish's ok (see
+	// docs/protocol.md), so messages up to 53 not yet seen may come too,
+	// in order; nothing else.
 	for f := range frames {
-		if f.Type != "message" || f.Offset != 53 {
-			t.Fatalf("after shutdown: %+v", f)
+		if f.Type != "message" || f.Offset != seen+1 || f.Offset > 53 {
+			t.Fatalf("after shutdown, after message %d: %+v", seen, f)
 		}
+		seen = f.Offset
 	}
 	<-stopped
 }

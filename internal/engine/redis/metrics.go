@@ -17,6 +17,10 @@ type Stats struct {
 	Errors atomic.Uint64
 	// RoundTrip is the latency of Publish and History calls to Redis.
 	RoundTrip Histogram
+
+	// health is what the latest round trip said of Redis; Healthy reads
+	// it (see health.go).
+	health health
 }
 
 func (s *Stats) observe(d time.Duration, err error) {
@@ -24,6 +28,7 @@ func (s *Stats) observe(d time.Duration, err error) {
 		s.Errors.Add(1)
 	}
 	s.RoundTrip.Observe(d)
+	s.health.record(err)
 }
 
 // LatencyBounds are the upper bounds of Histogram's buckets: 50µs doubling
