@@ -10,6 +10,14 @@ import (
 // SuiteConfig scales the default suite. The zero value of each field is
 // usable and documented; the JSON names carry units.
 type SuiteConfig struct {
+	// FreshHub, when set, starts a new hub for each idle-memory
+	// measurement and returns it with a func that stops it: a hub that
+	// measured another transport holds that transport's freed memory as
+	// garbage until its next collection, which then lands in the next
+	// measurement (an idle process runs none) and can make it negative.
+	// Nil measures idle memory on the main hub, or on a hub named
+	// IdleMemoryHub.
+	FreshHub func(ctx context.Context) (HubInfo, func(), error) `json:"-"`
 	// Duration is the measured time of each delivery round; Warmup runs
 	// unmeasured before it. Zero means 2s and 500ms.
 	Duration time.Duration `json:"duration_ns"`
@@ -140,9 +148,19 @@ type variantOf struct {
 	keepAlive bool
 }
 
+// IdleMemoryHub names the hubs the suite reads memory per idle subscriber
+// on: each fresh (see SuiteConfig.FreshHub) and run with a small GOGC, so
+// that its heap in use with the subscribers open is what they hold, not
+// garbage an idle hub never collects (an idle process runs no GC, so on a
+// hub with the default GOGC the heap figure moved by whatever came before,
+// and could come out negative).
+const IdleMemoryHub = "idle-memory"
+
 // RunSuite runs the default suite against hubs: hubs[0] is measured for
 // every transport; a hub named "write-delay-0", when given, is measured
-// for WebSocket too, to show write coalescing's effect on latency.
+// for WebSocket too, to show write coalescing's effect on latency; a hub
+// named IdleMemoryHub, when given, is the one whose memory per idle
+// subscriber is read (see IdleMemoryHub).
 func RunSuite(ctx context.Context, cfg SuiteConfig, hubs []HubInfo, progress Progress) (*SuiteReport, error) {
 	if len(hubs) == 0 {
 		return nil, fmt.Errorf("bench: no hub to measure")
@@ -196,9 +214,28 @@ func RunSuite(ctx context.Context, cfg SuiteConfig, hubs []HubInfo, progress Pro
 	// Idle memory first, while the hub is fresh: after the other
 	// measurements its heap has grown, and new connections reuse the
 	// freed memory without raising RSS.
+	idleHub := main
+	for _, h := range hubs[1:] {
+		if h.Name == IdleMemoryHub {
+			idleHub = h
+		}
+	}
 	for _, t := range idleTransports {
 		next("memory per idle subscriber: " + t)
-		r.Idle = append(r.Idle, measureIdleCost(ctx, main, t, cfg.IdleSubscribers, cfg.IdleSettle, cfg.Proxy, cfg.connectWait()))
+		hub, stop := idleHub, func() {}
+		if cfg.FreshHub != nil {
+			h, st, err := cfg.FreshHub(ctx)
+			if err != nil {
+				r.Idle = append(r.Idle, IdleCost{Transport: t, Subscribers: cfg.IdleSubscribers, Error: "start a hub: " + err.Error()})
+				continue
+			}
+			h.Proxy = cfg.Proxy
+			hub, stop = h, st
+		}
+		cost := measureIdleCost(ctx, hub, t, cfg.IdleSubscribers, cfg.IdleSettle, cfg.Proxy, cfg.connectWait())
+		cost.FreshHub = cfg.FreshHub != nil
+		r.Idle = append(r.Idle, cost)
+		stop()
 	}
 
 	// Delivery, the rounds interleaved so that a drift of the machine

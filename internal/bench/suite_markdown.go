@@ -116,7 +116,11 @@ func (r *SuiteReport) WriteMarkdown(w io.Writer, charts []string) error {
 	}
 
 	p("\n## Hub memory per idle subscriber\n\n")
-	p("The hub's /metrics before and with the idle subscribers (after %s idle; measured first, on the fresh hub), divided by their number. RSS, stack and goroutines are the steady figures; heap in use moves with garbage not yet collected (the hub is idle, so no collection runs) and may even come out negative.\n\n", c.IdleSettle)
+	gc := "heap in use moves with garbage not yet collected (an idle hub runs no collection) and may even come out negative"
+	if len(r.Idle) > 0 && r.Idle[0].FreshHub {
+		gc = "read on a fresh hub for each transport, started with GOGC=10, so its heap in use is what the subscribers hold, not garbage an idle hub never collects"
+	}
+	p("The hub's /metrics before and with the idle subscribers (after %s idle; measured first, on a fresh hub), divided by their number. RSS, stack and goroutines are the steady figures; the heap figure is %s.\n\n", c.IdleSettle, gc)
 	p("| transport | subscribers | heap KiB/sub | stack KiB/sub | RSS KiB/sub | goroutines/sub | error |\n|---|--:|--:|--:|--:|--:|---|\n")
 	for _, ic := range r.Idle {
 		p("| %s | %d | %.1f | %.1f | %.1f | %.1f | %s |\n", ic.Transport, ic.Subscribers, ic.HeapKiB, ic.StackKiB, ic.RSSKiB, ic.Goroutines, ic.Error)

@@ -249,7 +249,10 @@ type IdleCost struct {
 	StackKiB    float64 `json:"stack_kib_per_sub"`
 	RSSKiB      float64 `json:"rss_kib_per_sub"`
 	Goroutines  float64 `json:"goroutines_per_sub"`
-	Error       string  `json:"error"`
+	// FreshHub is true when the figures come from a hub started for this
+	// measurement alone, with GOGC=10 (see SuiteConfig.FreshHub).
+	FreshHub bool   `json:"fresh_hub,omitempty"`
+	Error    string `json:"error"`
 }
 
 // ProxyVerdict says what a proxy did to one transport: "ok", "buffered"

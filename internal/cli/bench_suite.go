@@ -87,8 +87,9 @@ func runBenchSuite(ctx context.Context, stdio Stdio, args []string) error {
 		for _, h := range []struct {
 			name  string
 			delay time.Duration
-		}{{"default", 30 * time.Millisecond}, {"write-delay-0", 0}} {
-			child, err := startBenchHub(ctx, h.delay)
+			gogc  string
+		}{{"default", 30 * time.Millisecond, ""}, {"write-delay-0", 0, ""}} {
+			child, err := startBenchHub(ctx, h.delay, h.gogc)
 			if err != nil {
 				return fmt.Errorf("start a hub: %w", err)
 			}
@@ -97,6 +98,15 @@ func runBenchSuite(ctx context.Context, stdio Stdio, args []string) error {
 		}
 	}
 
+	if *hubURL == "" {
+		cfg.FreshHub = func(ctx context.Context) (bench.HubInfo, func(), error) {
+			child, err := startBenchHub(ctx, 30*time.Millisecond, "10")
+			if err != nil {
+				return bench.HubInfo{}, nil, err
+			}
+			return bench.HubInfo{Name: bench.IdleMemoryHub, URL: child.url, PID: child.cmd.Process.Pid, WriteDelayMS: 30}, child.stop, nil
+		}
+	}
 	bar := newProgressBar(stdio.Err)
 	report, err := bench.RunSuite(ctx, cfg, hubs, bar.update)
 	bar.clear()
@@ -182,8 +192,9 @@ type benchHub struct {
 }
 
 // startBenchHub starts `serve --listen 127.0.0.1:0 --write-delay delay`
-// and waits for its "listening on" line.
-func startBenchHub(ctx context.Context, delay time.Duration) (*benchHub, error) {
+// and waits for its "listening on" line. A non-empty gogc is the hub's
+// GOGC (see bench.IdleMemoryHub).
+func startBenchHub(ctx context.Context, delay time.Duration, gogc string) (*benchHub, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -197,6 +208,9 @@ func startBenchHub(ctx context.Context, delay time.Duration) (*benchHub, error) 
 		}
 	}
 	cmd.Env = append(cmd.Env, benchChildEnv+"=1")
+	if gogc != "" {
+		cmd.Env = append(cmd.Env, "GOGC="+gogc)
+	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
