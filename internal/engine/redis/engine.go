@@ -94,13 +94,14 @@ func (c Config) withDefaults() Config {
 // Engine is the Redis hub.Engine. It is safe for concurrent use. Call
 // Close when done.
 //
-// Lock order: Engine.mu before shard.mu; Engine.healthMu before shard.mu.
+// Lock order: Engine.mu before shard.mu; Engine.healthMu before shard.mu;
+// Engine.mu before Engine.clientMu; shard.mu before psConn.mu.
 type Engine struct {
 	cfg    Config
 	target Target
 	// rdb holds the rueidis client once made (rueidis connects as it
 	// makes it): by Start, or the first call. clientMu serialises making
-	// it; taken alone.
+	// it; taken after Engine.mu (by Start), before no other lock.
 	rdb      atomic.Pointer[clientBox]
 	clientMu sync.Mutex
 	log      *slog.Logger
