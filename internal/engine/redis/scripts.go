@@ -7,7 +7,8 @@ import "github.com/redis/rueidis"
 // size (0: keep none), history TTL ms, state TTL ms, the pub/sub channel,
 // "1" for SPUBLISH. Returns {epoch, offset, time ms}.
 //
-// The meta hash holds e (epoch), n (latest offset) and t (latest time).
+// The meta hash holds e (epoch), n (latest offset), t (latest time) and
+// c (when next to trim history by time).
 // When it is missing the store has lost the channel (or never had it): a
 // new epoch begins at offset 1, and any stray history is dropped. Time is
 // Redis's own (TIME), never behind the channel's previous publication, so
@@ -21,22 +22,26 @@ local meta, hist = KEYS[1], KEYS[2]
 local size, ttl, statettl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local epoch = redis.call('HGET', meta, 'e')
+local m = redis.call('HMGET', meta, 'e', 't', 'c')
+local epoch = m[1]
 if not epoch then
   epoch = ARGV[2]
   redis.call('DEL', hist)
-  redis.call('HSET', meta, 'e', epoch, 'n', 0, 't', 0)
+  redis.call('HSET', meta, 'e', epoch, 'n', 0)
 end
-local last = tonumber(redis.call('HGET', meta, 't')) or 0
+local last = tonumber(m[2]) or 0
 if now < last then now = last end
 local off = redis.call('HINCRBY', meta, 'n', 1)
-redis.call('HSET', meta, 't', now)
 if size > 0 then
   redis.call('XADD', hist, 'MAXLEN', size, off .. '-0', 't', now, 'd', ARGV[1])
-  -- Entries are in time order: drop the expired prefix, a batch at a time.
-  -- The oldest entry alone tells whether there is one; nearly always there
-  -- is not, and reading one entry instead of a batch of 64 per publish cuts
-  -- Redis's CPU per publish about fourfold (docs/benchmarks.md).
+end
+-- Entries are in time order: drop the expired prefix, a batch at a time.
+-- Reads hide expired entries themselves, so the stream is trimmed by time
+-- at most once a second per channel (c: when next to look), and then the
+-- oldest entry alone tells whether there is anything to drop; nearly
+-- always there is not (docs/benchmarks.md: Redis CPU per publish).
+local check = tonumber(m[3]) or 0
+if size > 0 and now >= check then
   local cutoff = now - ttl
   local oldest = redis.call('XRANGE', hist, '-', '+', 'COUNT', 1)
   if oldest[1] and tonumber(oldest[1][2][2]) < cutoff then
@@ -51,6 +56,11 @@ if size > 0 then
       for _, e in ipairs(batch) do redis.call('XDEL', hist, e[1]) end
     end
   end
+  redis.call('HSET', meta, 't', now, 'c', now + 1000)
+else
+  redis.call('HSET', meta, 't', now)
+end
+if size > 0 then
   redis.call('PEXPIRE', hist, ttl)
 end
 redis.call('PEXPIRE', meta, statettl)
