@@ -219,7 +219,10 @@ func TestSSESlowReaderIsCutAndResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(conn, "GET /v1/sse?channel=slow HTTP/1.1\r\nHost: %s\r\n\r\n", h.Addr)
+	// From the oldest retained, not "now": waitSubscribers sees the
+	// session attached, which on Redis comes before its SUBSCRIBE is in
+	// place, so a "now" start could begin after message 1.
+	fmt.Fprintf(conn, "GET /v1/sse?channel=slow&cursor=slow::0 HTTP/1.1\r\nHost: %s\r\n\r\n", h.Addr)
 	waitSubscribers(t, h, "slow", 1)
 	big := strings.Repeat("x", 60000)
 	const total = 400
