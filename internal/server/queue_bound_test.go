@@ -143,8 +143,12 @@ func TestMaxQueuedBytesCutsNonReaders(t *testing.T) {
 	for i := 1; i <= total; i++ {
 		p := publish(t, c, h.URL, "t", fmt.Sprintf(`{"n":%d,"pad":"%s"}`, i, pad))
 		epoch = p.Epoch
-		if q := h.Hub.Stats().QueuedBytes; q > bound {
-			t.Fatalf("after message %d: %d bytes queued, over the bound %d", i, q, bound)
+		// The total may pass the bound by one publication's fan-out
+		// before the hub trims (docs/operations.md), and on Redis the
+		// fan-out runs after the publish's 201, so it may be under way.
+		fanout := int64(sseNonReaders+wsNonReaders+1) * int64(len(pad)+200)
+		if q := h.Hub.Stats().QueuedBytes; q > bound+fanout {
+			t.Fatalf("after message %d: %d bytes queued, over the bound %d plus one fan-out", i, q, bound)
 		}
 		ev := nextEvent(t, rd, true)
 		if want := fmt.Sprintf("t:%s:%d", epoch, i); ev.Type != "message" || ev.ID != want {
