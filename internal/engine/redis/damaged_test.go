@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/duplexhq/duplex/internal/hub"
-	"github.com/duplexhq/duplex/internal/redistest"
 	"github.com/duplexhq/duplex/msg"
 )
 
@@ -16,16 +15,7 @@ import (
 // frame that would fail its WebSocket with 1007.
 func TestDamagedHistoryEntrySkipped(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t, nil)
-	e, err := New(Config{URL: srv.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := hub.New(context.Background(), hub.Config{Engine: e})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Shutdown(context.Background())
+	srv, _, h := startHub(t, Config{})
 	ctx := context.Background()
 	if _, err := h.Publish(ctx, "dmg", []byte(`1`)); err != nil {
 		t.Fatal(err)

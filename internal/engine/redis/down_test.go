@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/duplexhq/duplex/internal/hub"
-	"github.com/duplexhq/duplex/internal/redistest"
 	"github.com/duplexhq/duplex/msg"
 )
 
@@ -16,16 +15,7 @@ import (
 // goes on and the subscription is back in place (reported as lost).
 func TestRedisDown(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t, nil)
-	e, err := New(Config{URL: srv.URL(), Timeout: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := hub.New(context.Background(), hub.Config{Engine: e})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Shutdown(context.Background())
+	srv, e, h := startHub(t, Config{Timeout: 500 * time.Millisecond})
 	ctx := context.Background()
 	s, _ := h.NewSession()
 	defer s.Release()
@@ -36,7 +26,7 @@ func TestRedisDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	back := srv.StopFor(time.Second)
-	_, err = h.Publish(ctx, "d", []byte(`2`))
+	_, err := h.Publish(ctx, "d", []byte(`2`))
 	var me *msg.Error
 	if !errors.As(err, &me) || me.Code != msg.CodeUnavailable {
 		t.Fatalf("Publish with Redis down: %v, want unavailable", err)
@@ -72,16 +62,7 @@ func TestRedisDown(t *testing.T) {
 // the new epoch), and offsets start again.
 func TestSubscribersToldWhileRedisDown(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t, nil)
-	e, err := New(Config{URL: srv.URL(), Timeout: 500 * time.Millisecond, DownGrace: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := hub.New(context.Background(), hub.Config{Engine: e})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Shutdown(context.Background())
+	srv, e, h := startHub(t, Config{Timeout: 500 * time.Millisecond, DownGrace: 100 * time.Millisecond})
 	ctx := context.Background()
 	sub, _ := h.NewSession()
 	defer sub.Release()

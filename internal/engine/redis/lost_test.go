@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/duplexhq/duplex/internal/hub"
-	"github.com/duplexhq/duplex/internal/redistest"
 )
 
 // TestPubSubKilledMidStream: Redis drops the hub's pub/sub connection
@@ -17,16 +16,7 @@ import (
 // no gap.
 func TestPubSubKilledMidStream(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t, nil)
-	e, err := New(Config{URL: srv.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := hub.New(context.Background(), hub.Config{Engine: e})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Shutdown(context.Background())
+	srv, _, h := startHub(t, Config{})
 	ctx := context.Background()
 	s, _ := h.NewSession()
 	defer s.Release()
