@@ -125,14 +125,7 @@ func RunPublish(ctx context.Context, cfg PublishConfig) (Run, error) {
 	start := time.Now()
 	measureFrom := start.Add(cfg.Warmup)
 	deadline := measureFrom.Add(cfg.Duration)
-	var (
-		tickets atomic.Int64 // measured publishes begun, for Count
-		wg      sync.WaitGroup
-		mu      sync.Mutex // guards total, run, lastEnd
-		total   = NewLatency()
-		run     = Run{Name: cfg.Name, Workload: "publish", URL: cfg.URL, Clients: cfg.Publishers, Client: cfg.Client}
-		lastEnd time.Time
-	)
+	run := Run{Name: cfg.Name, Workload: "publish", URL: cfg.URL, Clients: cfg.Publishers, Client: cfg.Client}
 	// CPU used by the target and by this process over the measured time:
 	// sampled when it begins and once every publisher is done.
 	metricsURL := strings.TrimSuffix(cfg.URL, "/") + "/metrics"
@@ -153,28 +146,15 @@ func RunPublish(ctx context.Context, cfg PublishConfig) (Run, error) {
 		}
 		before <- sample()
 	}()
-	for range cfg.Publishers {
-		p := &publisher{cfg: cfg, client: client, url: target, lat: NewLatency()}
+	pubs := make([]*publisher, cfg.Publishers)
+	for i := range pubs {
+		pubs[i] = &publisher{cfg: cfg, client: client, url: target, lat: NewLatency()}
 		if cfg.Client == ClientConn {
-			p.conn = newConnPublisher(cfg, target)
-			defer p.conn.close()
+			pubs[i].conn = newConnPublisher(cfg, target)
+			defer pubs[i].conn.close()
 		}
-		wg.Go(func() {
-			p.loop(ctx, measureFrom, deadline, &tickets)
-			mu.Lock()
-			defer mu.Unlock()
-			total.Merge(p.lat)
-			run.Ops += p.ops
-			run.Errors += p.errors
-			if run.FirstError == "" && p.firstErr != nil {
-				run.FirstError = p.firstErr.Error()
-			}
-			if p.lastEnd.After(lastEnd) {
-				lastEnd = p.lastEnd
-			}
-		})
 	}
-	wg.Wait()
+	total, lastEnd := runPublishers(ctx, pubs, measureFrom, deadline, &run)
 	after, first := sample(), <-before
 	if run.Ops > 0 {
 		if first.targetOK && after.targetOK {
@@ -288,4 +268,35 @@ func (p *publisher) publish(ctx context.Context) error {
 		return fmt.Errorf("POST %s: read answer: %w", p.url, err)
 	}
 	return nil
+}
+
+// runPublishers runs every publisher until deadline, counting from
+// measureFrom, and adds their counts and first error to run. It returns
+// their latencies merged and when the last measured publish ended.
+func runPublishers(ctx context.Context, pubs []*publisher, measureFrom, deadline time.Time, run *Run) (*Latency, time.Time) {
+	var (
+		tickets atomic.Int64 // measured publishes begun, for Count
+		wg      sync.WaitGroup
+		mu      sync.Mutex // guards total, run, lastEnd
+		total   = NewLatency()
+		lastEnd time.Time
+	)
+	for _, p := range pubs {
+		wg.Go(func() {
+			p.loop(ctx, measureFrom, deadline, &tickets)
+			mu.Lock()
+			defer mu.Unlock()
+			total.Merge(p.lat)
+			run.Ops += p.ops
+			run.Errors += p.errors
+			if run.FirstError == "" && p.firstErr != nil {
+				run.FirstError = p.firstErr.Error()
+			}
+			if p.lastEnd.After(lastEnd) {
+				lastEnd = p.lastEnd
+			}
+		})
+	}
+	wg.Wait()
+	return total, lastEnd
 }

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -138,37 +137,17 @@ func runPublishOver(ctx context.Context, hubs []hubProcess, publishers int, warm
 	start := time.Now()
 	measureFrom := start.Add(cfg.Warmup)
 	deadline := measureFrom.Add(cfg.Duration)
-	var (
-		tickets atomic.Int64
-		wg      sync.WaitGroup
-		mu      sync.Mutex // guards total, run, lastEnd
-		total   = NewLatency()
-		run     = Run{Workload: "publish", Clients: publishers, Client: ClientConn}
-		lastEnd time.Time
-	)
-	for i := range publishers {
+	run := Run{Workload: "publish", Clients: publishers, Client: ClientConn}
+	pubs := make([]*publisher, publishers)
+	for i := range pubs {
 		target, err := publishURL(hubs[i%len(hubs)].url, cfg.Channel)
 		if err != nil {
 			return Run{}, err
 		}
-		p := &publisher{cfg: cfg, url: target, lat: NewLatency(), conn: newConnPublisher(cfg, target)}
-		defer p.conn.close()
-		wg.Go(func() {
-			p.loop(ctx, measureFrom, deadline, &tickets)
-			mu.Lock()
-			defer mu.Unlock()
-			total.Merge(p.lat)
-			run.Ops += p.ops
-			run.Errors += p.errors
-			if run.FirstError == "" && p.firstErr != nil {
-				run.FirstError = p.firstErr.Error()
-			}
-			if p.lastEnd.After(lastEnd) {
-				lastEnd = p.lastEnd
-			}
-		})
+		pubs[i] = &publisher{cfg: cfg, url: target, lat: NewLatency(), conn: newConnPublisher(cfg, target)}
+		defer pubs[i].conn.close()
 	}
-	wg.Wait()
+	total, lastEnd := runPublishers(ctx, pubs, measureFrom, deadline, &run)
 	if lastEnd.After(measureFrom) {
 		run.Seconds = lastEnd.Sub(measureFrom).Seconds()
 		run.Rate = float64(run.Ops) / run.Seconds
