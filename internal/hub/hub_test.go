@@ -490,3 +490,27 @@ func TestDeliveredCount(t *testing.T) {
 		t.Fatalf("Delivered = %d, want %d (a: 5, b: 4 before it was cut)", got, 6+5+4)
 	}
 }
+
+// TestQueueTakesOneItemOverItsBytes: an item larger than QueueBytes is
+// still queued when the queue is empty (a reader that keeps up gets the
+// largest frame however small the bound), and a second one behind it
+// closes the session as slow, as any overflow does.
+func TestQueueTakesOneItemOverItsBytes(t *testing.T) {
+	h, _ := newHub(t, hub.Config{QueueBytes: 100}, memory.Config{})
+	ctx := context.Background()
+	s, _ := h.NewSession()
+	defer s.Release()
+	s.Subscribe(ctx, "o", hub.SubscribeOptions{})
+	big := []byte(`"` + fmt.Sprintf("%0400d", 0) + `"`)
+	p, _ := h.Publish(ctx, "o", big)
+	items, err := s.TryNext()
+	if err != nil || len(items) != 1 || items[0].Pub == nil || items[0].Pub.Offset != p.Offset {
+		t.Fatalf("the one large item: %+v, %v", items, err)
+	}
+	h.Publish(ctx, "o", big)
+	h.Publish(ctx, "o", big)
+	<-s.Done()
+	if msg.CloseCodeOf(s.Err()) != msg.CloseSlow {
+		t.Fatalf("err %v, want CloseSlow", s.Err())
+	}
+}

@@ -389,7 +389,10 @@ func (s *Session) enqueueLocked(it Item) (bool, int) {
 		return false, 0
 	}
 	n := it.size()
-	if len(s.queue) >= s.h.cfg.QueueMessages || s.queueBytes+n > s.h.cfg.QueueBytes {
+	// An empty queue takes one item of any size: a QueueBytes below the
+	// largest frame (16 MiB messages under the default 16 MiB bound) must
+	// not make that frame undeliverable to a reader that keeps up.
+	if len(s.queue) >= s.h.cfg.QueueMessages || (s.queueBytes+n > s.h.cfg.QueueBytes && len(s.queue) > 0) {
 		s.h.slowCuts.Add(1)
 		s.closeLocked(msg.CloseSlow, fmt.Sprintf("outbound queue full (%d messages, %d bytes)", len(s.queue), s.queueBytes))
 		return false, 0
