@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	"github.com/duplexhq/duplex/msg"
 )
@@ -107,4 +108,21 @@ type Engine interface {
 
 	// Close stops delivery and releases the engine's resources.
 	Close(ctx context.Context) error
+}
+
+// HistoryLimits fills in the history bounds every engine shares, as its
+// Config documents them: a zero size means 1000 publications per channel
+// and a negative one keeps none (0); a zero or negative TTL means 10
+// minutes.
+func HistoryLimits(size int, ttl time.Duration) (int, time.Duration) {
+	switch {
+	case size == 0:
+		size = 1000
+	case size < 0:
+		size = 0
+	}
+	if ttl <= 0 {
+		ttl = 10 * time.Minute
+	}
+	return size, ttl
 }

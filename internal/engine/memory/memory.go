@@ -54,15 +54,7 @@ type stream struct {
 
 // New returns an Engine.
 func New(cfg Config) *Engine {
-	if cfg.HistorySize == 0 {
-		cfg.HistorySize = 1000
-	}
-	if cfg.HistorySize < 0 {
-		cfg.HistorySize = 0
-	}
-	if cfg.HistoryTTL <= 0 {
-		cfg.HistoryTTL = 10 * time.Minute
-	}
+	cfg.HistorySize, cfg.HistoryTTL = hub.HistoryLimits(cfg.HistorySize, cfg.HistoryTTL)
 	if cfg.SweepInterval <= 0 {
 		cfg.SweepInterval = time.Minute
 	}

@@ -60,15 +60,7 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.HistorySize == 0 {
-		c.HistorySize = 1000
-	}
-	if c.HistorySize < 0 {
-		c.HistorySize = 0
-	}
-	if c.HistoryTTL <= 0 {
-		c.HistoryTTL = 10 * time.Minute
-	}
+	c.HistorySize, c.HistoryTTL = hub.HistoryLimits(c.HistorySize, c.HistoryTTL)
 	if c.StateTTL <= 0 {
 		c.StateTTL = 24 * time.Hour
 	}

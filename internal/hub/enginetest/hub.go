@@ -36,7 +36,16 @@ func testHubFillsLostDelivery(t *testing.T, e *env) {
 			e.store.DropDelivery(t)
 		}
 	}
-	ctx, cancel := context.WithTimeout(bg, 30*time.Second) // a hang is the bug
+	ReadInOrder(t, s, total)
+}
+
+// ReadInOrder reads s until it has had offsets 1…total of its one channel,
+// each once and in order, and fails on a gap (history held everything),
+// an offset out of order, or 30 s without getting there (a hang is the
+// bug).
+func ReadInOrder(t *testing.T, s *hub.Session, total uint64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var last uint64
 	for last < total {
