@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -28,7 +29,7 @@ type Target struct {
 // String is the target as given, password redacted.
 func (t Target) String() string {
 	if t.URL.Scheme == "any" {
-		return t.URL.Host
+		return strings.TrimPrefix(t.URL.Redacted(), "any://")
 	}
 	return t.URL.Redacted()
 }
@@ -57,7 +58,8 @@ var schemeProtocols = map[string][]string{
 const maxLine = 4096
 
 // ParseTarget parses "scheme://[user:pass@]host:port" (scheme http,
-// socks4, socks4a, socks5 or socks5h) or "host:port" (every protocol).
+// socks4, socks4a, socks5 or socks5h) or "[user:pass@]host:port" (every
+// protocol).
 func ParseTarget(s string) (Target, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
@@ -68,8 +70,8 @@ func ParseTarget(s string) (Target, error) {
 	}
 	raw := s
 	if !strings.Contains(s, "://") {
-		if strings.ContainsAny(s, "@/?#") {
-			return Target{}, fmt.Errorf("want host:port or scheme://[user:pass@]host:port")
+		if strings.ContainsAny(s, "/?#") {
+			return Target{}, fmt.Errorf("want [user:pass@]host:port or scheme://[user:pass@]host:port")
 		}
 		raw = "any://" + s
 	}
@@ -89,11 +91,29 @@ func ParseTarget(s string) (Target, error) {
 	if err != nil || host == "" {
 		return Target{}, fmt.Errorf("want host:port")
 	}
+	if _, err := netip.ParseAddr(host); err != nil && !validHostName(host) {
+		return Target{}, fmt.Errorf("host %q is neither an IP address nor a host name", short(host))
+	}
 	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
 		return Target{}, fmt.Errorf("port %q is not 1-65535", port)
 	}
 	u.Path = ""
 	return Target{URL: u, Protocols: protos}, nil
+}
+
+// validHostName reports whether h is made of the letters, digits, dots,
+// hyphens and underscores of DNS names, at most 253 of them.
+func validHostName(h string) bool {
+	if len(h) == 0 || len(h) > 253 {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 func unwrapURLError(err error) error {

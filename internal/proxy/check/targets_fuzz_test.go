@@ -22,7 +22,7 @@ func FuzzParseList(f *testing.F) {
 		for _, tg := range ts {
 			again, err := ParseTarget(tg.URL.String())
 			if tg.URL.Scheme == "any" {
-				again, err = ParseTarget(tg.URL.Host)
+				again, err = ParseTarget(strings.TrimPrefix(tg.URL.String(), "any://"))
 			}
 			if err != nil || again.URL.String() != tg.URL.String() {
 				t.Fatalf("target %q does not parse back: %v %v", tg.URL, again.URL, err)
