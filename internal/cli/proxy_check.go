@@ -66,7 +66,7 @@ func runProxyCheck(ctx context.Context, stdio Stdio, args []string) error {
 
 	cfg := check.Config{Timeout: *timeout, Poll: *poll, UDPEcho: *judgeUDP}
 	if *judgeURL == "" {
-		j, err := judge.Start(ctx)
+		j, err := judge.Start(ctx, judge.Config{})
 		if err != nil {
 			return fmt.Errorf("start the in-process judge: %w", err)
 		}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -82,6 +83,53 @@ func (c *cuts) add() {
 	c.mu.Unlock()
 }
 
+// watchedDial wraps dial so that every connection the proxy ends after
+// a silence is recorded: net/http retries a request whose reused
+// connection was closed before any answer, so a proxy cutting an idle
+// keep-alive tunnel would otherwise go unseen.
+func (c *cuts) watchedDial(dial func(ctx context.Context, network, addr string) (net.Conn, error), silence time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		w := &watchedConn{Conn: conn, cuts: c, silence: silence}
+		w.last.Store(time.Now().UnixNano())
+		return w, nil
+	}
+}
+
+// watchedConn records a cut when a read fails after at least silence
+// without bytes either way, unless the conn was closed here first.
+type watchedConn struct {
+	net.Conn
+	cuts    *cuts
+	silence time.Duration
+	last    atomic.Int64 // unix ns of the last byte read or written
+	closed  atomic.Bool
+}
+
+func (w *watchedConn) Read(p []byte) (int, error) {
+	n, err := w.Conn.Read(p)
+	if n > 0 {
+		w.last.Store(time.Now().UnixNano())
+	}
+	if err != nil && !w.closed.Load() && time.Since(time.Unix(0, w.last.Load())) >= w.silence {
+		w.cuts.add()
+	}
+	return n, err
+}
+
+func (w *watchedConn) Write(p []byte) (int, error) {
+	w.last.Store(time.Now().UnixNano())
+	return w.Conn.Write(p)
+}
+
+func (w *watchedConn) Close() error {
+	w.closed.Store(true)
+	return w.Conn.Close()
+}
+
 // since returns the first cut at or after t.
 func (c *cuts) since(t time.Time) (time.Time, bool) {
 	c.mu.Lock()
@@ -119,6 +167,7 @@ func (p *prober) subscription(ctx context.Context, r route, t client.Transport) 
 	if r.forward != nil {
 		opts.Proxy, opts.Dial = r.forward.String(), p.cfg.Dial
 	}
+	opts.Dial = cs.watchedDial(opts.Dial, min(p.cfg.Deliver/2, time.Second))
 	c, err := client.Dial(ctx, r.judge.String(), opts)
 	if err != nil {
 		return failed(name, err), hold

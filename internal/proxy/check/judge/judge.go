@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"time"
 
 	"github.com/duplexhq/duplex/internal/engine/memory"
 	"github.com/duplexhq/duplex/internal/hub"
@@ -32,13 +33,21 @@ type Judge struct {
 	serve error
 }
 
+// Config configures a judge. The zero value is the hub's defaults.
+type Config struct {
+	// Heartbeat is the hub's SSE and NDJSON keep-alive interval: a
+	// stream is silent this long at most, so a proxy's idle timeout
+	// shorter than it cuts a held stream. Zero means the hub's 15s.
+	Heartbeat time.Duration
+}
+
 // Start starts a judge on 127.0.0.1 with ports the system picks.
-func Start(ctx context.Context) (*Judge, error) {
+func Start(ctx context.Context, cfg Config) (*Judge, error) {
 	hb, err := hub.New(ctx, hub.Config{Engine: memory.New(memory.Config{})})
 	if err != nil {
 		return nil, err
 	}
-	srv, err := server.New(server.Config{Hub: hb})
+	srv, err := server.New(server.Config{Hub: hb, Heartbeat: cfg.Heartbeat})
 	if err != nil {
 		return nil, err
 	}
