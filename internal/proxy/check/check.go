@@ -405,6 +405,9 @@ func getEcho(ctx context.Context, hc *http.Client, judge *url.URL, timeout time.
 	req.Header.Set("User-Agent", "duplex-proxy-check")
 	resp, err := hc.Do(req)
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil, 0, fmt.Errorf("no answer within %v (the proxy does not speak this protocol, or the judge is out of its reach)", timeout)
+		}
 		return nil, 0, shortErr(err)
 	}
 	defer resp.Body.Close()
