@@ -1,12 +1,12 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"context"
 	"sync"
 	"testing"
 	"time"

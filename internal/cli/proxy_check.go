@@ -344,4 +344,3 @@ func writeCheckCSV(w io.Writer, results []check.Result) {
 	}
 	cw.Flush()
 }
-

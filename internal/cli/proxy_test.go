@@ -12,7 +12,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
 )
 
 // proxyOutBuffer is a bytes.Buffer safe for one writer and a polling reader.
@@ -111,4 +110,3 @@ func TestProxyServesAndStops(t *testing.T) {
 		t.Error("still listening after cancel")
 	}
 }
-
