@@ -30,6 +30,8 @@ func runProxy(ctx context.Context, stdio Stdio, args []string) error {
 	fs.Var(&auths, "auth", "require `user:pass` (repeatable; or DUPLEX_PROXY_AUTH=u1:p1,u2:p2); SOCKS4 is refused while auth is on")
 	fs.Var(&allows, "allow", "let clients reach this private `CIDR` (repeatable)")
 	fs.Var(&upstreams, "upstream", "chain through this proxy `URL`, http:// or socks5:// (repeatable, round-robin)")
+	upstreamHealth := fs.String("upstream-health", "", "probe each --upstream against this duplex hub `URL` (http://host:port), as duplex proxy check does; one that stops carrying leaves the rotation until it recovers (empty: no probes)")
+	upstreamHealthEvery := fs.Duration("upstream-health-interval", 10*time.Second, "time between upstream health probes")
 	allowPrivate := fs.Bool("allow-private", false, "let clients reach loopback, private and link-local destinations")
 	allowAnon := fs.Bool("allow-anonymous", false, "allow listening on a non-loopback address without --auth")
 	anonymity := fs.String("anonymity", "elite", "HTTP forward headers: elite, anonymous or transparent")
@@ -96,6 +98,16 @@ func runProxy(ctx context.Context, stdio Stdio, args []string) error {
 			return fmt.Errorf("--upstream: %w", err)
 		}
 		cfg.Upstreams = append(cfg.Upstreams, u)
+	}
+	if *upstreamHealth != "" {
+		u, err := url.Parse(*upstreamHealth)
+		if err != nil || u.Scheme != "http" || u.Host == "" {
+			return fmt.Errorf("--upstream-health %q: want the http:// URL of a duplex hub", *upstreamHealth)
+		}
+		if len(cfg.Upstreams) == 0 {
+			return fmt.Errorf("--upstream-health needs --upstream")
+		}
+		cfg.UpstreamHealth, cfg.UpstreamHealthInterval = u, *upstreamHealthEvery
 	}
 	var err error
 	if cfg.Anonymity, err = proxy.ParseAnonymity(*anonymity); err != nil {

@@ -81,6 +81,17 @@ type Config struct {
 	// round-robin; one that fails is skipped for that connection. Nil
 	// means dial destinations directly.
 	Upstreams []*url.URL
+	// UpstreamHealth, when set, is the base URL (http://host:port) of a
+	// duplex hub each upstream is probed against, with the probes of
+	// duplex proxy check (a GET of /v1/echo and a WebSocket echo through
+	// a tunnel): an upstream that fails twice in a row is taken out of
+	// rotation, and put back after one probe passes, each with a log
+	// line and the duplex_proxy_upstream_up gauge. Nil means no probes:
+	// every upstream stays in rotation.
+	UpstreamHealth *url.URL
+	// UpstreamHealthInterval is the time between probe rounds; each probe
+	// may take up to the smaller of it and 5s. Zero means 10s.
+	UpstreamHealthInterval time.Duration
 
 	// HandshakeTimeout bounds the time from accept (or from the first byte
 	// of a keep-alive request) until a request has been read in full.
@@ -134,6 +145,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = 5 * time.Minute
+	}
+	if c.UpstreamHealthInterval <= 0 {
+		c.UpstreamHealthInterval = 10 * time.Second
+	}
+	if u := c.UpstreamHealth; u != nil && (u.Scheme != "http" || u.Host == "") {
+		return c, fmt.Errorf("upstream health judge %s: want http://host:port", u.Redacted())
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = 10000

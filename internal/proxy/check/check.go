@@ -484,3 +484,24 @@ func newChannel() string {
 	rand.Read(b[:])
 	return "proxy-check-" + hex.EncodeToString(b[:])
 }
+
+// ProbeTunnel runs the request/response and WebSocket probes of [Check]
+// against cfg.Judge through tunnel, a dialer that reaches any address
+// through some proxy, and returns the first failure. It is the health
+// check of `duplex proxy --upstream` pools: an upstream carries when this
+// returns nil. Each probe is bounded by cfg.Timeout.
+func ProbeTunnel(ctx context.Context, cfg Config, tunnel func(ctx context.Context, network, addr string) (net.Conn, error)) error {
+	cfg = cfg.withDefaults()
+	p := &prober{cfg: cfg}
+	j, _ := p.judgeFor(ProtoConnect)
+	r := route{judge: j, tunnel: tunnel}
+	hc := r.httpClient(nil)
+	defer hc.CloseIdleConnections()
+	if _, _, err := getEcho(ctx, hc, j, cfg.Timeout); err != nil {
+		return fmt.Errorf("request/response: %w", err)
+	}
+	if ws := p.websocket(ctx, r); ws.Status != StatusOK {
+		return fmt.Errorf("websocket: %s", ws.Detail)
+	}
+	return nil
+}
