@@ -24,7 +24,7 @@ var ErrServerClosed = errors.New("proxy: server closed")
 type Server struct {
 	cfg     Config
 	acl     acl
-	rr      atomic.Uint64 // upstream round-robin counter
+	rr      atomic.Uint64   // upstream round-robin counter
 	health  *upstreamHealth // nil without Config.UpstreamHealth
 	metrics metrics
 
