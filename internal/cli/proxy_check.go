@@ -290,10 +290,23 @@ func writeCheckTable(w io.Writer, results []check.Result) {
 	fmt.Fprintln(w)
 	for _, r := range results {
 		fmt.Fprintf(w, "%s: %s\n", r.Proxy, r.Verdict)
+		// Protocols failing the same way share a line: a proxy that does
+		// not speak SOCKS times out the same on all of them.
+		var order []string
+		byErr := map[string][]string{}
 		for _, p := range r.Protocols {
-			if !p.OK && p.Error != "" && !strings.HasPrefix(r.Verdict, "carries nothing: "+p.Error) {
-				fmt.Fprintf(w, "  %s: %s\n", p.Protocol, p.Error)
+			if p.OK || p.Error == "" || strings.HasPrefix(r.Verdict, "carries nothing: ") {
+				continue
 			}
+			if byErr[p.Error] == nil {
+				order = append(order, p.Error)
+			}
+			byErr[p.Error] = append(byErr[p.Error], p.Protocol)
+		}
+		for _, e := range order {
+			fmt.Fprintf(w, "  %s: %s\n", strings.Join(byErr[e], ", "), e)
+		}
+		for _, p := range r.Protocols {
 			for _, t := range p.Transports {
 				if t.Status != check.StatusOK {
 					fmt.Fprintf(w, "  %s %s: %s (%s)\n", p.Protocol, t.Transport, t.Status, t.Detail)

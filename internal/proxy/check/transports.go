@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net"
 	"strings"
 	"sync"
@@ -50,8 +51,12 @@ func (p *prober) websocket(ctx context.Context, r route) TransportResult {
 	u := *r.judge
 	u.Scheme = "ws"
 	u.Path += "/v1/echo"
-	c, _, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{HTTPClient: hc})
+	c, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{HTTPClient: hc})
 	if err != nil {
+		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+			return TransportResult{Transport: TransportWebSocket, Status: StatusFailed,
+				Detail: fmt.Sprintf("no upgrade: the judge answered %s, not 101 (the proxy dropped Upgrade)", resp.Status)}
+		}
 		return failed(TransportWebSocket, err)
 	}
 	defer c.CloseNow()

@@ -33,6 +33,9 @@ func (p *prober) udp(ctx context.Context) ProtocolResult {
 	ctl, relay, err := p.associate(ctx)
 	if err != nil {
 		pr.Error = err.Error()
+		if ctx.Err() != nil {
+			pr.Error = fmt.Sprintf("no answer within %v (the proxy does not speak this protocol, or the judge is out of its reach)", p.cfg.Timeout)
+		}
 		return pr
 	}
 	defer ctl.Close()
