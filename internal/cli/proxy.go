@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/duplexhq/duplex/internal/proxy"
+	"github.com/duplexhq/duplex/internal/proxy/check"
 )
 
 // listFlag collects a repeatable string flag.
@@ -107,7 +108,11 @@ func runProxy(ctx context.Context, stdio Stdio, args []string) error {
 		if len(cfg.Upstreams) == 0 {
 			return fmt.Errorf("--upstream-health needs --upstream")
 		}
-		cfg.UpstreamHealth, cfg.UpstreamHealthInterval = u, *upstreamHealthEvery
+		cfg.UpstreamHealthInterval = *upstreamHealthEvery
+		probe := check.Config{Judge: u, Timeout: min(*upstreamHealthEvery, 5*time.Second)}
+		cfg.UpstreamProbe = func(ctx context.Context, tunnel func(ctx context.Context, network, addr string) (net.Conn, error)) error {
+			return check.ProbeTunnel(ctx, probe, tunnel)
+		}
 	}
 	var err error
 	if cfg.Anonymity, err = proxy.ParseAnonymity(*anonymity); err != nil {

@@ -81,16 +81,18 @@ type Config struct {
 	// round-robin; one that fails is skipped for that connection. Nil
 	// means dial destinations directly.
 	Upstreams []*url.URL
-	// UpstreamHealth, when set, is the base URL (http://host:port) of a
-	// duplex hub each upstream is probed against, with the probes of
-	// duplex proxy check (a GET of /v1/echo and a WebSocket echo through
-	// a tunnel): an upstream that fails twice in a row is taken out of
-	// rotation, and put back after one probe passes, each with a log
-	// line and the duplex_proxy_upstream_up gauge. Nil means no probes:
-	// every upstream stays in rotation.
-	UpstreamHealth *url.URL
-	// UpstreamHealthInterval is the time between probe rounds; each probe
-	// may take up to the smaller of it and 5s. Zero means 10s.
+	// UpstreamProbe, when set, health-checks every upstream: it is called
+	// each UpstreamHealthInterval with a dialer that tunnels through that
+	// upstream, and says whether it carries (nil) or not. An upstream
+	// whose probe fails twice in a row is taken out of rotation, and put
+	// back after one probe passes, each with a log line and the
+	// duplex_proxy_upstream_up gauge. The CLI passes the probes of duplex
+	// proxy check (package check, ProbeTunnel); the proxy itself knows
+	// nothing of messaging. Nil means no probes: every upstream stays in
+	// rotation.
+	UpstreamProbe func(ctx context.Context, tunnel func(ctx context.Context, network, addr string) (net.Conn, error)) error
+	// UpstreamHealthInterval is the time between probe rounds; ctx of
+	// each probe ends after the smaller of it and 5s. Zero means 10s.
 	UpstreamHealthInterval time.Duration
 
 	// HandshakeTimeout bounds the time from accept (or from the first byte
@@ -148,9 +150,6 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.UpstreamHealthInterval <= 0 {
 		c.UpstreamHealthInterval = 10 * time.Second
-	}
-	if u := c.UpstreamHealth; u != nil && (u.Scheme != "http" || u.Host == "") {
-		return c, fmt.Errorf("upstream health judge %s: want http://host:port", u.Redacted())
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = 10000

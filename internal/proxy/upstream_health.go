@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/duplexhq/duplex/internal/proxy/check"
 )
 
 // upstreamFailAfter is how many health probes in a row an upstream must
@@ -20,11 +18,10 @@ import (
 // success puts it back.
 const upstreamFailAfter = 2
 
-// upstreamHealth probes every upstream against a judge, with the probes
-// of duplex proxy check, and keeps the verdicts dialUpstreams reads.
+// upstreamHealth runs Config.UpstreamProbe on every upstream and keeps
+// the verdicts dialUpstreams reads.
 type upstreamHealth struct {
 	s      *Server
-	judge  *url.URL
 	every  time.Duration
 	down   []atomic.Bool // by index in cfg.Upstreams
 	fails  []int         // consecutive failures; owned by run
@@ -36,11 +33,11 @@ type upstreamHealth struct {
 // startUpstreamHealth starts the probes when the config asks for them;
 // nil otherwise (every method works on nil).
 func startUpstreamHealth(s *Server) *upstreamHealth {
-	if s.cfg.UpstreamHealth == nil || len(s.cfg.Upstreams) == 0 {
+	if s.cfg.UpstreamProbe == nil || len(s.cfg.Upstreams) == 0 {
 		return nil
 	}
 	h := &upstreamHealth{
-		s: s, judge: s.cfg.UpstreamHealth, every: s.cfg.UpstreamHealthInterval,
+		s: s, every: s.cfg.UpstreamHealthInterval,
 		down: make([]atomic.Bool, len(s.cfg.Upstreams)), fails: make([]int, len(s.cfg.Upstreams)),
 		stopc: make(chan struct{}),
 	}
@@ -98,11 +95,14 @@ func (h *upstreamHealth) run() {
 
 // probeAll probes every upstream at once and records the verdicts.
 func (h *upstreamHealth) probeAll(ctx context.Context) {
-	cfg := check.Config{Judge: h.judge, Timeout: min(h.every, 5*time.Second)}
 	errs := make([]error, len(h.s.cfg.Upstreams))
 	var wg sync.WaitGroup
 	for i, u := range h.s.cfg.Upstreams {
-		wg.Go(func() { errs[i] = check.ProbeTunnel(ctx, cfg, h.tunnel(u)) })
+		wg.Go(func() {
+			pctx, cancel := context.WithTimeout(ctx, min(h.every, 5*time.Second))
+			defer cancel()
+			errs[i] = h.s.cfg.UpstreamProbe(pctx, h.tunnel(u))
+		})
 	}
 	wg.Wait()
 	if ctx.Err() != nil {

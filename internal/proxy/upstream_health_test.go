@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/duplexhq/duplex/internal/proxy/check"
 	"github.com/duplexhq/duplex/internal/proxy/check/judge"
 )
 
@@ -68,7 +69,10 @@ func TestUpstreamHealth(t *testing.T) {
 	upA, _ := url.Parse("http://" + lnA.Addr().String())
 	upB, _ := url.Parse("socks5://" + addrB)
 	p := startProxy(t, Config{Allow: loopback, Upstreams: []*url.URL{upA, upB},
-		UpstreamHealth: j.URL, UpstreamHealthInterval: 50 * time.Millisecond})
+		UpstreamHealthInterval: 50 * time.Millisecond,
+		UpstreamProbe: func(ctx context.Context, tunnel func(ctx context.Context, network, addr string) (net.Conn, error)) error {
+			return check.ProbeTunnel(ctx, check.Config{Judge: j.URL, Timeout: time.Second}, tunnel)
+		}})
 	gaugeB := `duplex_proxy_upstream_up{upstream="socks5://` + addrB + `"} `
 	waitMetric(t, p, gaugeB+"1")
 
