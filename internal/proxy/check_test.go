@@ -86,6 +86,35 @@ func bufferingProxy(t *testing.T) string {
 	}))
 }
 
+// lateBufferingProxy passes a response's head and first read on at once
+// and then holds the rest in net/http's 4 KiB write buffer: a stream opens,
+// but what comes later arrives in lumps.
+func lateBufferingProxy(t *testing.T) string {
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	return forwardOnly(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		out := r.Clone(r.Context())
+		out.RequestURI = ""
+		out.Header.Del("Connection")
+		out.Header.Del("Upgrade")
+		resp, err := tr.RoundTrip(out)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		buf := make([]byte, 32<<10)
+		n, _ := resp.Body.Read(buf)
+		w.Write(buf[:n])
+		http.NewResponseController(w).Flush()
+		io.Copy(w, resp.Body) // no more flushes
+	}))
+}
+
 // upgradeDroppingProxy streams responses as they come but strips Upgrade,
 // as tinyproxy does: plain ws:// through it cannot work.
 func upgradeDroppingProxy(t *testing.T) string {
@@ -190,6 +219,8 @@ func TestCheckProxies(t *testing.T) {
 			want{nil, map[string]string{"http": "-", "ws": "-"}, ""}},
 		{"buffering", bufferingProxy(t), 2 * time.Second,
 			want{[]string{"http"}, map[string]string{"http": "ok", "ws": "failed", "sse": "buffered", "stream": "buffered", "poll": "ok", "hold": "failed"}, check.Elite}},
+		{"buffers after the first read", lateBufferingProxy(t), 2 * time.Second,
+			want{[]string{"http"}, map[string]string{"http": "ok", "ws": "failed", "sse": "buffered", "stream": "buffered", "poll": "ok"}, check.Elite}},
 		{"drops Upgrade", upgradeDroppingProxy(t), 2 * time.Second,
 			want{[]string{"http"}, map[string]string{"http": "ok", "ws": "failed", "sse": "ok", "stream": "ok", "poll": "ok", "hold": "ok"}, check.Elite}},
 		// Idle for 5s: an 8s long poll and an 8s silent stream are cut;
@@ -216,6 +247,16 @@ func TestCheckProxies(t *testing.T) {
 	wg.Wait()
 	for i, c := range cases {
 		assertCheck(t, c.name, results[i], c.want)
+	}
+	for i, c := range cases {
+		if c.name != "buffers after the first read" {
+			continue
+		}
+		for _, x := range results[i].Protocols[0].Transports {
+			if (x.Transport == "sse" || x.Transport == "stream") && !strings.Contains(x.Detail, "published after the stream opened") {
+				t.Errorf("%s: %s %s (%s), want a message that came late", c.name, x.Transport, x.Status, x.Detail)
+			}
+		}
 	}
 	if v := results[len(cases)-1].Verdict; !strings.Contains(v, "carries nothing") || !strings.Contains(v, "refused") {
 		t.Errorf("down proxy verdict %q", v)
