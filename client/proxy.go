@@ -281,3 +281,22 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 	}
 	return c.Conn.Read(p)
 }
+
+// ProxyDialer returns a dialer that opens raw TCP connections to any
+// address through the proxy at proxyURL, the way the client's own
+// transports tunnel: SOCKS4 and 4a here, SOCKS5 and 5h with
+// golang.org/x/net/proxy (socks5:// resolves names locally, socks5h://
+// lets the proxy resolve them), HTTP CONNECT for http:// and https://.
+// Credentials in the URL are used. base dials the proxy itself; nil means
+// a net.Dialer. It exists for tools that probe proxies (duplex proxy
+// check), so they go through the same code a subscription does.
+func ProxyDialer(proxyURL string, base func(ctx context.Context, network, addr string) (net.Conn, error)) (func(ctx context.Context, network, addr string) (net.Conn, error), error) {
+	u, err := parseProxy(proxyURL)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	if base == nil {
+		base = (&net.Dialer{}).DialContext
+	}
+	return tunnelDialer(u, base, nil), nil
+}

@@ -157,8 +157,11 @@ var readmeBlocks = []readmeBlock{
 		`(?m)^duplex proxy listening on 127\.0\.0\.1:1080 `,
 		`(?m)^\{"status":"ok"\}\n\{"status":"ok"\}$`,
 		`(?m)^\{"type":"message","channel":"chat",` + epoch + `,"offset":1,.*\}\n\{"type":"message",.*"offset":2,.*\}$`,
-		// proxy check: both URLs are the one proxy, which carries all.
-		`(?m)(^127\.0\.0\.1:1080: carries http, connect, socks4, socks4a, socks5, socks5h\n(\s+\S+\s+(http|websocket)\s+ok\s.*\n){12}){2}`,
+		// proxy check: both URLs are the one proxy, which carries every
+		// hub transport (UDP is not probed: the hub has no UDP echo).
+		`(?m)^PROXY\s+http\s+connect\s+socks4\s+socks4a\s+socks5\s+socks5h\s+socks5-udp\s+HTTP\s+WS\s+SSE\s+STREAM\s+POLL\s+HOLD\s+UDP\s+ANONYMITY$`,
+		`(?m)^socks5://127\.0\.0\.1:1080: carries request/response, long polling, streaming, held streams, full duplex$`,
+		`(?m)^http://127\.0\.0\.1:1080: carries request/response, long polling, streaming, held streams, full duplex$`,
 	}},
 	{first: "go run ./cmd/duplex bench publish", stdout: []string{
 		`(?m)^duplex bench publish — `,

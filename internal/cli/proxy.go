@@ -1,11 +1,8 @@
 package cli
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -34,6 +31,8 @@ func runProxy(ctx context.Context, stdio Stdio, args []string) error {
 	fs.Var(&auths, "auth", "require `user:pass` (repeatable; or DUPLEX_PROXY_AUTH=u1:p1,u2:p2); SOCKS4 is refused while auth is on")
 	fs.Var(&allows, "allow", "let clients reach this private `CIDR` (repeatable)")
 	fs.Var(&upstreams, "upstream", "chain through this proxy `URL`, http:// or socks5:// (repeatable, round-robin)")
+	upstreamHealth := fs.String("upstream-health", "", "probe each --upstream against this duplex hub `URL` (http://host:port), as duplex proxy check does; one that stops carrying leaves the rotation until it recovers (empty: no probes)")
+	upstreamHealthEvery := fs.Duration("upstream-health-interval", 10*time.Second, "time between upstream health probes")
 	allowPrivate := fs.Bool("allow-private", false, "let clients reach loopback, private and link-local destinations")
 	allowAnon := fs.Bool("allow-anonymous", false, "allow listening on a non-loopback address without --auth")
 	anonymity := fs.String("anonymity", "elite", "HTTP forward headers: elite, anonymous or transparent")
@@ -101,6 +100,20 @@ func runProxy(ctx context.Context, stdio Stdio, args []string) error {
 		}
 		cfg.Upstreams = append(cfg.Upstreams, u)
 	}
+	if *upstreamHealth != "" {
+		u, err := url.Parse(*upstreamHealth)
+		if err != nil || u.Scheme != "http" || u.Host == "" {
+			return fmt.Errorf("--upstream-health %q: want the http:// URL of a duplex hub", *upstreamHealth)
+		}
+		if len(cfg.Upstreams) == 0 {
+			return fmt.Errorf("--upstream-health needs --upstream")
+		}
+		cfg.UpstreamHealthInterval = *upstreamHealthEvery
+		probe := check.Config{Judge: u, Timeout: min(*upstreamHealthEvery, 5*time.Second)}
+		cfg.UpstreamProbe = func(ctx context.Context, tunnel func(ctx context.Context, network, addr string) (net.Conn, error)) error {
+			return check.ProbeTunnel(ctx, probe, tunnel)
+		}
+	}
 	var err error
 	if cfg.Anonymity, err = proxy.ParseAnonymity(*anonymity); err != nil {
 		return fmt.Errorf("--anonymity: %w", err)
@@ -158,90 +171,6 @@ func runProxy(ctx context.Context, stdio Stdio, args []string) error {
 		fmt.Fprintf(stdio.Err, "duplex proxy: shutdown: %v (open tunnels were closed)\n", serr)
 	}
 	return nil
-}
-
-// runProxyCheck is `duplex proxy check`: probe proxies with every
-// protocol and transport against a judge.
-func runProxyCheck(ctx context.Context, stdio Stdio, args []string) error {
-	fs := newFlagSet(stdio, "proxy check", "[flags] PROXY... (host:port or scheme://[user:pass@]host:port; - reads them from stdin)")
-	judge := fs.String("judge", envOr("DUPLEX_JUDGE", ""), "http:// `URL` that echoes requests, e.g. a duplex hub's http://host:8080/v1/echo (env DUPLEX_JUDGE)")
-	timeout := fs.Duration("timeout", 10*time.Second, "time allowed for each probe")
-	asJSON := fs.Bool("json", false, "print one JSON object per proxy")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *judge == "" {
-		fmt.Fprintln(stdio.Err, "duplex proxy check: --judge is required")
-		return errUsage
-	}
-	ju, err := url.Parse(*judge)
-	if err != nil || ju.Scheme != "http" || ju.Host == "" {
-		return fmt.Errorf("--judge %q: want an http:// URL", *judge)
-	}
-	var list []string
-	for _, a := range fs.Args() {
-		if a != "-" {
-			list = append(list, a)
-			continue
-		}
-		sc := bufio.NewScanner(stdio.In)
-		for sc.Scan() {
-			if line := strings.TrimSpace(sc.Text()); line != "" && !strings.HasPrefix(line, "#") {
-				list = append(list, line)
-			}
-		}
-		if err := sc.Err(); err != nil {
-			return fmt.Errorf("read proxies: %w", err)
-		}
-	}
-	if len(list) == 0 {
-		fmt.Fprintln(stdio.Err, "duplex proxy check: no proxies given")
-		return errUsage
-	}
-	cfg := check.Config{Judge: ju, Timeout: *timeout}
-	enc := json.NewEncoder(stdio.Out)
-	for _, p := range list {
-		u, err := check.ParseProxy(p)
-		if err != nil {
-			return err
-		}
-		res := check.Check(ctx, cfg, u)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if *asJSON {
-			enc.Encode(res)
-			continue
-		}
-		printCheck(stdio.Out, res)
-	}
-	return nil
-}
-
-// printCheck writes one proxy's result as a small table.
-func printCheck(w io.Writer, r check.Result) {
-	var works []string
-	for _, p := range check.Protocols {
-		if r.Works(p) {
-			works = append(works, p)
-		}
-	}
-	if len(works) == 0 {
-		works = []string{"nothing"}
-	}
-	fmt.Fprintf(w, "%s: carries %s\n", r.Proxy, strings.Join(works, ", "))
-	for _, p := range r.Probes {
-		line := fmt.Sprintf("  %-8s %-10s ", p.Protocol, p.Transport)
-		if p.OK {
-			line += fmt.Sprintf("ok    setup %-9s total %-9s", p.Setup.Round(10*time.Microsecond), p.Total.Round(10*time.Microsecond))
-			if p.Anonymity != "" {
-				line += " anonymity " + p.Anonymity
-			}
-		} else {
-			line += "FAIL  " + p.Error
-		}
-		fmt.Fprintln(w, strings.TrimRight(line, " "))
-	}
 }
 
 // isLoopbackListen reports whether addr only listens on loopback.

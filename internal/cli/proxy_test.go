@@ -4,19 +4,14 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/duplexhq/duplex/internal/hubtest"
-	"github.com/duplexhq/duplex/internal/proxy"
 )
 
 // proxyOutBuffer is a bytes.Buffer safe for one writer and a polling reader.
@@ -113,39 +108,5 @@ func TestProxyServesAndStops(t *testing.T) {
 	if c, err := net.Dial("tcp", addr); err == nil {
 		c.Close()
 		t.Error("still listening after cancel")
-	}
-}
-
-// TestProxyCheck runs `duplex proxy check` against a duplex proxy with a
-// real hub's /v1/echo as the judge.
-func TestProxyCheck(t *testing.T) {
-	h := hubtest.Start(t, nil)
-	p, err := proxy.New(proxy.Config{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- p.Serve(ln) }()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		p.Shutdown(ctx)
-		<-served
-	}()
-	var out, errb proxyOutBuffer
-	err = runProxy(context.Background(), Stdio{In: strings.NewReader(ln.Addr().String() + "\n"), Out: &out, Err: &errb},
-		[]string{"check", "--judge", h.URL + "/v1/echo", "--timeout", "5s", "-"})
-	if err != nil {
-		t.Fatalf("check: %v\n%s", err, errb.String())
-	}
-	got := out.String()
-	if !strings.Contains(got, "carries http, connect, socks4, socks4a, socks5, socks5h") ||
-		strings.Contains(got, "FAIL") || !strings.Contains(got, "anonymity elite") {
-		t.Fatalf("check output:\n%s", got)
 	}
 }

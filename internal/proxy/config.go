@@ -81,6 +81,19 @@ type Config struct {
 	// round-robin; one that fails is skipped for that connection. Nil
 	// means dial destinations directly.
 	Upstreams []*url.URL
+	// UpstreamProbe, when set, health-checks every upstream: it is called
+	// each UpstreamHealthInterval with a dialer that tunnels through that
+	// upstream, and says whether it carries (nil) or not. An upstream
+	// whose probe fails twice in a row is taken out of rotation, and put
+	// back after one probe passes, each with a log line and the
+	// duplex_proxy_upstream_up gauge. The CLI passes the probes of duplex
+	// proxy check (package check, ProbeTunnel); the proxy itself knows
+	// nothing of messaging. Nil means no probes: every upstream stays in
+	// rotation.
+	UpstreamProbe func(ctx context.Context, tunnel func(ctx context.Context, network, addr string) (net.Conn, error)) error
+	// UpstreamHealthInterval is the time between probe rounds; ctx of
+	// each probe ends after the smaller of it and 5s. Zero means 10s.
+	UpstreamHealthInterval time.Duration
 
 	// HandshakeTimeout bounds the time from accept (or from the first byte
 	// of a keep-alive request) until a request has been read in full.
@@ -134,6 +147,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = 5 * time.Minute
+	}
+	if c.UpstreamHealthInterval <= 0 {
+		c.UpstreamHealthInterval = 10 * time.Second
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = 10000

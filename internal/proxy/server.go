@@ -24,7 +24,8 @@ var ErrServerClosed = errors.New("proxy: server closed")
 type Server struct {
 	cfg     Config
 	acl     acl
-	rr      atomic.Uint64 // upstream round-robin counter
+	rr      atomic.Uint64   // upstream round-robin counter
+	health  *upstreamHealth // nil without Config.UpstreamHealth
 	metrics metrics
 
 	wg sync.WaitGroup // every connection and UDP goroutine
@@ -60,6 +61,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.metrics.init()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.health = startUpstreamHealth(s)
 	s.acl.allowAll = c.AllowPrivate
 	for _, p := range c.Allow {
 		if p.Addr().Is4In6() && p.Bits() >= 96 {
@@ -202,6 +204,7 @@ func remoteIP(nc net.Conn) netip.Addr {
 // or still in their handshake, and waits for tunnels to end. When ctx ends
 // first, it closes everything, waits, and returns ctx.Err().
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.health.stop()
 	s.mu.Lock()
 	s.closing = true
 	for ln := range s.listeners {

@@ -16,13 +16,25 @@ import (
 
 // dialUpstreams connects to addr (a checked "ip:port") through the
 // upstream proxies, starting with the next one in round-robin order and
-// skipping any that fails.
+// skipping any that fails. Upstreams the health probes took out of
+// rotation are skipped too, unless every one is out: then all are tried.
 func (s *Server) dialUpstreams(ctx context.Context, addr string) (net.Conn, error) {
 	n := len(s.cfg.Upstreams)
 	start := int(s.rr.Add(1)-1) % n
-	var errs []error
+	order := make([]int, 0, n)
 	for i := range n {
-		u := s.cfg.Upstreams[(start+i)%n]
+		if j := (start + i) % n; !s.health.isDown(j) {
+			order = append(order, j)
+		}
+	}
+	if len(order) == 0 {
+		for i := range n {
+			order = append(order, (start+i)%n)
+		}
+	}
+	var errs []error
+	for _, j := range order {
+		u := s.cfg.Upstreams[j]
 		c, err := s.dialVia(ctx, u, addr)
 		if err == nil {
 			return c, nil

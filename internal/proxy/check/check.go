@@ -1,82 +1,164 @@
 package check
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
-	"crypto/sha1"
-	"encoding/base64"
-	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/netip"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 )
 
-// Protocols, in the order they are probed.
+// Protocols, in the order they are reported.
 const (
-	ProtoHTTP    = "http"    // absolute-form forwarding
-	ProtoConnect = "connect" // HTTP CONNECT tunnel
-	ProtoSOCKS4  = "socks4"
-	ProtoSOCKS4a = "socks4a" // the proxy resolves the name
-	ProtoSOCKS5  = "socks5"  // the client resolves the name
-	ProtoSOCKS5h = "socks5h" // the proxy resolves the name
+	ProtoHTTP      = "http"       // absolute-form forwarding
+	ProtoConnect   = "connect"    // HTTP CONNECT tunnel
+	ProtoSOCKS4    = "socks4"     // the client resolves the name
+	ProtoSOCKS4a   = "socks4a"    // the proxy resolves the name
+	ProtoSOCKS5    = "socks5"     // the client resolves the name
+	ProtoSOCKS5h   = "socks5h"    // the proxy resolves the name
+	ProtoSOCKS5UDP = "socks5-udp" // UDP ASSOCIATE, one datagram echoed
 )
 
 // Protocols lists every protocol Check probes.
-var Protocols = []string{ProtoHTTP, ProtoConnect, ProtoSOCKS4, ProtoSOCKS4a, ProtoSOCKS5, ProtoSOCKS5h}
+var Protocols = []string{ProtoHTTP, ProtoConnect, ProtoSOCKS4, ProtoSOCKS4a, ProtoSOCKS5, ProtoSOCKS5h, ProtoSOCKS5UDP}
 
-// Transports, probed through each protocol.
+// Transports, probed through each protocol that works. The names are the
+// ones --need takes.
 const (
-	TransportHTTP      = "http"      // GET, request/response
-	TransportWebSocket = "websocket" // upgrade plus one echoed message
+	TransportHTTP      = "http"   // GET /v1/echo, request/response
+	TransportWebSocket = "ws"     // /v1/echo upgrade, two messages each way
+	TransportSSE       = "sse"    // GET /v1/sse, messages one by one
+	TransportStream    = "stream" // GET /v1/stream (NDJSON), messages one by one
+	TransportPoll      = "poll"   // one long poll of Config.Poll
+	TransportHold      = "hold"   // an SSE stream left silent for Config.Poll
+	TransportUDP       = "udp"    // a datagram through SOCKS5 UDP ASSOCIATE
 )
 
-// Config configures Check.
+// Transports lists the transports in the order they are reported.
+var Transports = []string{TransportHTTP, TransportWebSocket, TransportSSE, TransportStream, TransportPoll, TransportHold, TransportUDP}
+
+// Statuses of a transport probe.
+const (
+	StatusOK       = "ok"
+	StatusBuffered = "buffered" // a stream's message came late or not at all
+	StatusCut      = "cut"      // the connection was closed while idle
+	StatusFailed   = "failed"
+)
+
+// Anonymity levels, from what the judge saw of a forwarded request.
+const (
+	Transparent = "transparent" // the client's address reached the judge
+	Anonymous   = "anonymous"   // a proxy header, but no client address
+	Elite       = "elite"       // neither
+)
+
+// Config configures Check. Only Judge is required.
 type Config struct {
-	// Judge is the http:// URL probed through the proxy, e.g. a duplex
-	// hub's http://host:8080/v1/echo. Required.
+	// Judge is the base URL (http://host:port) of a duplex hub that the
+	// checker reaches directly and probes through the proxy: /v1/echo for
+	// request/response, WebSocket and anonymity, the subscribe endpoints
+	// for streams and polls, POST /v1/publish (directly) to send what the
+	// streams must deliver. It must not require a token.
 	Judge *url.URL
-	// Timeout bounds each probe. Zero means 10s.
+	// RemoteName is the host name the remote-DNS protocols (socks4a,
+	// socks5h) ask the proxy to resolve; it must resolve, at the proxy,
+	// to the judge. Empty means the judge's host when it is a name,
+	// "localhost" when it is a loopback address, and otherwise those
+	// protocols are reported as not probed.
+	RemoteName string
+	// UDPEcho is the host:port of a UDP echo server (it sends each
+	// datagram back unchanged) for the UDP ASSOCIATE probe. Empty means
+	// that protocol is not probed.
+	UDPEcho string
+	// Timeout bounds each step of a probe: connecting, a handshake, an
+	// answer. Zero means 10s.
 	Timeout time.Duration
+	// Poll is the long-poll wait and how long a stream is held silent.
+	// Zero means 30s.
+	Poll time.Duration
+	// Deliver is how soon a message published while a stream is open
+	// must arrive through it; later (or never) is "buffered". Zero means
+	// 2s.
+	Deliver time.Duration
 	// Dial connects to the proxy. Nil means a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
-	// LookupNetIP resolves the judge's host for the protocols that need
-	// an address (socks4, socks5). Nil means net.DefaultResolver.
-	LookupNetIP func(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
-// Probe is the outcome of one protocol and transport through a proxy.
-type Probe struct {
-	Protocol  string        `json:"protocol"`
-	Transport string        `json:"transport"`
-	OK        bool          `json:"ok"`
-	Error     string        `json:"error,omitempty"`
-	Setup     time.Duration `json:"setup_ns,omitempty"` // connect + proxy handshake
-	Total     time.Duration `json:"total_ns,omitempty"` // until the judge's answer
-	// Anonymity is set for the HTTP forward path: "elite" (the judge saw
-	// no proxy headers), "anonymous" (Via or similar, no client address)
-	// or "transparent" (X-Forwarded-For, Forwarded, X-Real-IP...).
-	Anonymity string `json:"anonymity,omitempty"`
+func (c Config) withDefaults() Config {
+	if c.Timeout <= 0 {
+		c.Timeout = 10 * time.Second
+	}
+	if c.Poll <= 0 {
+		c.Poll = 30 * time.Second
+	}
+	if c.Deliver <= 0 {
+		c.Deliver = 2 * time.Second
+	}
+	if c.Dial == nil {
+		c.Dial = (&net.Dialer{}).DialContext
+	}
+	if c.RemoteName == "" && c.Judge != nil {
+		h := c.Judge.Hostname()
+		if a, err := netip.ParseAddr(h); err != nil {
+			c.RemoteName = h
+		} else if a.IsLoopback() {
+			c.RemoteName = "localhost"
+		}
+	}
+	return c
+}
+
+// TransportResult is one transport through one protocol.
+type TransportResult struct {
+	Transport string `json:"transport"`
+	Status    string `json:"status"` // ok, buffered, cut or failed
+	Detail    string `json:"detail,omitempty"`
+}
+
+// ProtocolResult is one protocol through the proxy.
+type ProtocolResult struct {
+	Protocol string `json:"protocol"`
+	OK       bool   `json:"ok"`
+	Error    string `json:"error,omitempty"`
+	// ConnectMS is the time to a usable tunnel (TCP connect plus the
+	// proxy handshake; for forwarding, the TCP connect), TTFBMS the time
+	// from the start to the judge's first answer byte.
+	ConnectMS float64 `json:"connect_ms,omitempty"`
+	TTFBMS    float64 `json:"ttfb_ms,omitempty"`
+	// Anonymity is set for forwarding: elite, anonymous or transparent.
+	Anonymity  string            `json:"anonymity,omitempty"`
+	Transports []TransportResult `json:"transports,omitempty"`
 }
 
 // Result is what Check found out about one proxy.
 type Result struct {
-	Proxy  string  `json:"proxy"` // host:port, credentials redacted
-	Probes []Probe `json:"probes"`
+	Proxy     string           `json:"proxy"` // as given, password redacted
+	Line      int              `json:"line,omitempty"`
+	Protocols []ProtocolResult `json:"protocols"`
+	// Carries lists the transports that worked through at least one
+	// protocol, in the order of Transports.
+	Carries []string `json:"carries"`
+	// Anonymity is the forwarding path's, "" when it does not forward.
+	Anonymity string `json:"anonymity,omitempty"`
+	// Models are the communication models the proxy can carry (see
+	// [Models]); Verdict says it in one line.
+	Models  []string `json:"models"`
+	Verdict string   `json:"verdict"`
 }
 
-// Works reports whether any probe of protocol p succeeded.
+// Works reports whether protocol p worked.
 func (r Result) Works(p string) bool {
-	for _, pr := range r.Probes {
+	for _, pr := range r.Protocols {
 		if pr.Protocol == p && pr.OK {
 			return true
 		}
@@ -84,338 +166,342 @@ func (r Result) Works(p string) bool {
 	return false
 }
 
-// ParseProxy accepts "host:port" or "scheme://[user:pass@]host:port"; the
-// scheme only documents, every protocol is probed either way, and the
-// credentials are used where the protocol can carry them.
-func ParseProxy(s string) (*url.URL, error) {
-	if !strings.Contains(s, "://") {
-		s = "proxy://" + s
+// Carried reports whether transport t worked through some protocol.
+func (r Result) Carried(t string) bool {
+	for _, c := range r.Carries {
+		if c == t {
+			return true
+		}
 	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return nil, err
-	}
-	if u.Hostname() == "" || u.Port() == "" {
-		return nil, fmt.Errorf("proxy %q: want host:port", s)
-	}
-	return u, nil
+	return false
 }
 
-// Check probes the proxy at u with every protocol and transport. It
-// returns when all probes are done or ctx ends.
-func Check(ctx context.Context, cfg Config, u *url.URL) Result {
-	if cfg.Timeout == 0 {
-		cfg.Timeout = 10 * time.Second
-	}
-	if cfg.Dial == nil {
-		cfg.Dial = (&net.Dialer{}).DialContext
-	}
-	if cfg.LookupNetIP == nil {
-		cfg.LookupNetIP = func(ctx context.Context, host string) ([]netip.Addr, error) {
-			return net.DefaultResolver.LookupNetIP(ctx, "ip4", host)
-		}
-	}
-	// Probes run concurrently: a proxy that does not speak a protocol
-	// often just waits, and each such probe costs a whole Timeout.
-	res := Result{Proxy: u.Host}
-	transports := []string{TransportHTTP, TransportWebSocket}
-	res.Probes = make([]Probe, len(Protocols)*len(transports))
+// Models are the communication models, each with the transports that
+// carry it (any one suffices).
+var Models = []struct {
+	Name       string
+	Transports []string
+}{
+	{"request/response", []string{TransportHTTP}},
+	{"long polling", []string{TransportPoll}},
+	{"streaming", []string{TransportSSE, TransportStream}},
+	{"held streams", []string{TransportHold}},
+	{"full duplex", []string{TransportWebSocket}},
+	{"datagrams", []string{TransportUDP}},
+}
+
+// Check probes the proxy t: every protocol of its scheme at once, then
+// every transport through each protocol that worked, at once. It returns
+// when all probes are done or ctx ends; a full check takes about
+// cfg.Poll plus a few round trips.
+func Check(ctx context.Context, cfg Config, t Target) Result {
+	cfg = cfg.withDefaults()
+	p := &prober{cfg: cfg, t: t}
+	res := Result{Proxy: t.String(), Line: t.Line}
+	res.Protocols = make([]ProtocolResult, len(t.Protocols))
 	var wg sync.WaitGroup
-	for i, p := range Protocols {
-		for j, tr := range transports {
-			wg.Go(func() {
-				pctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-				defer cancel()
-				res.Probes[i*len(transports)+j] = probe(pctx, cfg, u, p, tr)
-			})
-		}
+	for i, proto := range t.Protocols {
+		wg.Go(func() { res.Protocols[i] = p.protocol(ctx, proto) })
 	}
 	wg.Wait()
+	for _, pr := range res.Protocols {
+		if pr.Protocol == ProtoHTTP && pr.OK {
+			res.Anonymity = pr.Anonymity
+		}
+	}
+	for _, tr := range Transports {
+		for _, pr := range res.Protocols {
+			if carried(pr, tr) {
+				res.Carries = append(res.Carries, tr)
+				break
+			}
+		}
+	}
+	for _, m := range Models {
+		for _, tr := range m.Transports {
+			if res.Carried(tr) {
+				res.Models = append(res.Models, m.Name)
+				break
+			}
+		}
+	}
+	if res.Carries == nil {
+		res.Carries = []string{}
+		res.Models = []string{}
+	}
+	res.Verdict = verdict(res)
 	return res
 }
 
-func probe(ctx context.Context, cfg Config, u *url.URL, proto, transport string) Probe {
-	pr := Probe{Protocol: proto, Transport: transport}
+func carried(pr ProtocolResult, tr string) bool {
+	for _, r := range pr.Transports {
+		if r.Transport == tr && r.Status == StatusOK {
+			return true
+		}
+	}
+	return false
+}
+
+func verdict(r Result) string {
+	if len(r.Models) == 0 {
+		for _, pr := range r.Protocols {
+			if pr.Error != "" {
+				return "carries nothing: " + pr.Error
+			}
+		}
+		return "carries nothing"
+	}
+	return "carries " + strings.Join(r.Models, ", ")
+}
+
+// prober holds what the probes of one proxy share.
+type prober struct {
+	cfg Config
+	t   Target
+}
+
+// credentials returns the target's user and password.
+func (p *prober) credentials() (user, pass string) {
+	if p.t.URL.User != nil {
+		user = p.t.URL.User.Username()
+		pass, _ = p.t.URL.User.Password()
+	}
+	return user, pass
+}
+
+// proxyURL is the proxy as the given scheme, with the credentials.
+func (p *prober) proxyURL(scheme string) *url.URL {
+	return &url.URL{Scheme: scheme, User: p.t.URL.User, Host: p.t.URL.Host}
+}
+
+// judgeFor is the judge's base URL as reached through proto: by name for
+// the remote-DNS protocols.
+func (p *prober) judgeFor(proto string) (*url.URL, error) {
+	u := *p.cfg.Judge
+	u.Path, u.RawQuery = strings.TrimRight(u.Path, "/"), ""
+	if proto == ProtoSOCKS4a || proto == ProtoSOCKS5h {
+		if p.cfg.RemoteName == "" {
+			return nil, errors.New("not probed: the judge is an IP address and no name for it was given")
+		}
+		port := u.Port()
+		if port == "" {
+			port = "80"
+		}
+		u.Host = net.JoinHostPort(p.cfg.RemoteName, port)
+	}
+	return &u, nil
+}
+
+// timedDial wraps dial and records how long the first dial took.
+type timedDial struct {
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	mu   sync.Mutex
+	took time.Duration
+}
+
+func (d *timedDial) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	start := time.Now()
-	c, err := cfg.Dial(ctx, "tcp", u.Host)
+	c, err := d.dial(ctx, network, addr)
+	d.mu.Lock()
+	if d.took == 0 {
+		d.took = time.Since(start)
+	}
+	d.mu.Unlock()
+	return c, err
+}
+
+// route is how a protocol reaches the judge: an HTTP transport (forward
+// proxy or tunnel dialer), and the same for the client package.
+type route struct {
+	judge   *url.URL
+	forward *url.URL // the proxy as http://, for forwarding; else nil
+	tunnel  func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+func (p *prober) route(proto string) (route, error) {
+	j, err := p.judgeFor(proto)
 	if err != nil {
-		pr.Error = fmt.Sprintf("dial proxy: %v", err)
+		return route{}, err
+	}
+	r := route{judge: j}
+	if proto == ProtoHTTP {
+		r.forward = p.proxyURL("http")
+		return r, nil
+	}
+	scheme := map[string]string{ProtoConnect: "http", ProtoSOCKS4: "socks4", ProtoSOCKS4a: "socks4a", ProtoSOCKS5: "socks5", ProtoSOCKS5h: "socks5h"}[proto]
+	r.tunnel, err = newTunnel(p.proxyURL(scheme).String(), p.cfg.Dial)
+	return r, err
+}
+
+// httpClient is a client whose every request takes a new connection
+// through r, so each probe measures its own setup.
+func (r route) httpClient(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Client {
+	tr := &http.Transport{DisableKeepAlives: true, ForceAttemptHTTP2: false}
+	if r.forward != nil {
+		tr.Proxy = http.ProxyURL(r.forward)
+		tr.DialContext = dial
+	} else {
+		tr.DialContext = r.tunnel
+		if dial != nil {
+			tr.DialContext = dial
+		}
+	}
+	return &http.Client{Transport: tr}
+}
+
+// protocol probes one protocol, then its transports.
+func (p *prober) protocol(ctx context.Context, proto string) ProtocolResult {
+	pr := ProtocolResult{Protocol: proto}
+	if proto == ProtoSOCKS5UDP {
+		return p.udp(ctx)
+	}
+	r, err := p.route(proto)
+	if err != nil {
+		pr.Error = err.Error()
 		return pr
 	}
-	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-
-	judge := cfg.Judge
-	host := judge.Hostname()
-	port := judge.Port()
-	if port == "" {
-		port = "80"
+	base := r.tunnel
+	if r.forward != nil {
+		base = p.cfg.Dial
 	}
-	pn, _ := strconv.Atoi(port)
-	forward := proto == ProtoHTTP
-	var br *bufio.Reader
-	if !forward {
-		if proto == ProtoSOCKS4 || proto == ProtoSOCKS5 {
-			ip, err := lookup4(ctx, cfg, host)
-			if err != nil {
-				pr.Error = err.Error()
-				return pr
-			}
-			host = ip.String()
-		}
-		if br, err = handshake(c, u, proto, host, uint16(pn)); err != nil {
-			pr.Error = err.Error()
-			return pr
-		}
+	td := &timedDial{dial: base}
+	hc := r.httpClient(td.DialContext)
+	defer hc.CloseIdleConnections()
+	echo, ttfb, err := getEcho(ctx, hc, r.judge, p.cfg.Timeout)
+	if err != nil {
+		pr.Error = err.Error()
+		return pr
 	}
-	pr.Setup = time.Since(start)
-	if br == nil {
-		br = bufio.NewReader(c)
-	}
-
-	target := judge.RequestURI()
-	if forward {
-		target = judge.String()
-	}
-	var auth string
-	if forward && u.User != nil {
-		p, _ := u.User.Password()
-		auth = "Proxy-Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(u.User.Username()+":"+p)) + "\r\n"
-	}
-	switch transport {
-	case TransportHTTP:
-		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\n%sUser-Agent: duplex-proxy-check\r\nConnection: close\r\n\r\n", target, judge.Host, auth)
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			pr.Error = fmt.Sprintf("read answer: %v", err)
-			return pr
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != 200 {
-			pr.Error = "judge answered " + resp.Status
-			return pr
-		}
-		var echo struct {
-			Headers map[string][]string `json:"headers"`
-		}
-		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&echo); err != nil {
-			pr.Error = fmt.Sprintf("judge answer: %v", err)
-			return pr
-		}
-		if forward {
-			pr.Anonymity = anonymity(echo.Headers)
-		}
-	case TransportWebSocket:
-		if err := wsEcho(c, br, target, judge.Host, auth); err != nil {
-			pr.Error = err.Error()
-			return pr
-		}
-	}
-	pr.Total = time.Since(start)
 	pr.OK = true
+	pr.ConnectMS, pr.TTFBMS = ms(td.took), ms(ttfb)
+	if proto == ProtoHTTP {
+		pr.Anonymity = p.anonymity(ctx, echo)
+	}
+	pr.Transports = append(pr.Transports, TransportResult{Transport: TransportHTTP, Status: StatusOK})
+	pr.Transports = append(pr.Transports, p.transports(ctx, r)...)
 	return pr
 }
 
-func lookup4(ctx context.Context, cfg Config, host string) (netip.Addr, error) {
-	if a, err := netip.ParseAddr(host); err == nil {
-		return a, nil
-	}
-	as, err := cfg.LookupNetIP(ctx, host)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("resolve judge: %w", err)
-	}
-	for _, a := range as {
-		if a.Unmap().Is4() {
-			return a.Unmap(), nil
-		}
-	}
-	return netip.Addr{}, errors.New("judge has no IPv4 address")
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// echoReply is what the judge's GET /v1/echo answers.
+type echoReply struct {
+	RemoteAddr string              `json:"remote_addr"`
+	Headers    map[string][]string `json:"headers"`
 }
 
-// anonymity classifies the request headers the judge saw.
-func anonymity(h map[string][]string) string {
-	get := func(k string) bool {
-		for hk := range h {
-			if strings.EqualFold(hk, k) {
-				return true
+// getEcho fetches judge/v1/echo with hc and returns the reply and the
+// time to its first byte.
+func getEcho(ctx context.Context, hc *http.Client, judge *url.URL, timeout time.Duration) (*echoReply, time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var first time.Time
+	start := time.Now()
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotFirstResponseByte: func() { first = time.Now() }})
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, judge.String()+"/v1/echo", nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	req.Header.Set("User-Agent", "duplex-proxy-check")
+	resp, err := hc.Do(req)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil, 0, fmt.Errorf("no answer within %v (the proxy does not speak this protocol, or the judge is out of its reach)", timeout)
+		}
+		return nil, 0, shortErr(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, 0, fmt.Errorf("judge answered %s", resp.Status)
+	}
+	var e echoReply
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&e); err != nil {
+		return nil, 0, fmt.Errorf("judge answer: %v", err)
+	}
+	return &e, first.Sub(start), nil
+}
+
+// shortErr drops the request-URL prefix *url.Error adds.
+func shortErr(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// clientAddressHeaders name the client's address; proxyHeaders only give
+// a proxy away.
+var (
+	clientAddressHeaders = []string{"X-Forwarded-For", "Forwarded", "X-Real-Ip", "Client-Ip", "True-Client-Ip", "X-Client-Ip", "Forwarded-For", "X-Originating-Ip"}
+	proxyHeaders         = []string{"Via", "Proxy-Connection", "X-Proxy-Id", "X-Bluecoat-Via", "Proxy-Agent"}
+)
+
+// anonymity classifies what the judge saw of a forwarded request: the
+// checker's own address (as the judge sees it directly) or a client
+// address header anywhere makes it transparent.
+func (p *prober) anonymity(ctx context.Context, e *echoReply) string {
+	own := ""
+	if d, _, err := getEcho(ctx, &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, p.cfg.Judge, p.cfg.Timeout); err == nil {
+		own, _, _ = net.SplitHostPort(d.RemoteAddr)
+	}
+	has := func(names []string) bool {
+		for k := range e.Headers {
+			for _, n := range names {
+				if strings.EqualFold(k, n) {
+					return true
+				}
 			}
 		}
 		return false
 	}
-	for _, k := range []string{"X-Forwarded-For", "Forwarded", "X-Real-Ip", "Client-Ip", "True-Client-Ip", "X-Client-Ip", "Forwarded-For"} {
-		if get(k) {
-			return "transparent"
+	if has(clientAddressHeaders) {
+		return Transparent
+	}
+	// A loopback judge sees the proxy at the checker's own address, so
+	// only a header value can tell.
+	if own != "" {
+		for k, vs := range e.Headers {
+			if strings.EqualFold(k, "User-Agent") || strings.EqualFold(k, "Host") {
+				continue
+			}
+			for _, v := range vs {
+				if strings.Contains(v, own) {
+					return Transparent
+				}
+			}
 		}
 	}
-	for _, k := range []string{"Via", "Proxy-Connection", "X-Proxy-Id", "X-Bluecoat-Via"} {
-		if get(k) {
-			return "anonymous"
-		}
+	if has(proxyHeaders) {
+		return Anonymous
 	}
-	return "elite"
+	return Elite
 }
 
-// handshake opens a tunnel to host:port through the proxy on c.
-func handshake(c net.Conn, u *url.URL, proto, host string, port uint16) (*bufio.Reader, error) {
-	user, pass := "", ""
-	if u.User != nil {
-		user = u.User.Username()
-		pass, _ = u.User.Password()
-	}
-	hp := net.JoinHostPort(host, strconv.Itoa(int(port)))
-	switch proto {
-	case ProtoConnect:
-		auth := ""
-		if user != "" {
-			auth = "Proxy-Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass)) + "\r\n"
-		}
-		fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", hp, hp, auth)
-		br := bufio.NewReader(c)
-		resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
-		if err != nil {
-			return nil, fmt.Errorf("CONNECT: %w", err)
-		}
-		if resp.StatusCode/100 != 2 {
-			return nil, fmt.Errorf("CONNECT answered %s", resp.Status)
-		}
-		return br, nil
-	case ProtoSOCKS4, ProtoSOCKS4a:
-		req := binary.BigEndian.AppendUint16([]byte{4, 1}, port)
-		if proto == ProtoSOCKS4 {
-			a := netip.MustParseAddr(host).As4()
-			req = append(req, a[:]...)
-			req = append(append(req, user...), 0)
-		} else {
-			req = append(req, 0, 0, 0, 1)
-			req = append(append(req, user...), 0)
-			req = append(append(req, host...), 0)
-		}
-		if _, err := c.Write(req); err != nil {
-			return nil, err
-		}
-		var rep [8]byte
-		if _, err := io.ReadFull(c, rep[:]); err != nil {
-			return nil, fmt.Errorf("%s reply: %w", proto, err)
-		}
-		if rep[1] != 0x5A {
-			return nil, fmt.Errorf("%s refused (%#x)", proto, rep[1])
-		}
-		return nil, nil
-	case ProtoSOCKS5, ProtoSOCKS5h:
-		methods := []byte{5, 1, 0}
-		if user != "" {
-			methods = []byte{5, 2, 0, 2}
-		}
-		if _, err := c.Write(methods); err != nil {
-			return nil, err
-		}
-		var b [2]byte
-		if _, err := io.ReadFull(c, b[:]); err != nil {
-			return nil, fmt.Errorf("socks5 method: %w", err)
-		}
-		switch b[1] {
-		case 0:
-		case 2:
-			if user == "" || len(user) > 255 || len(pass) > 255 {
-				return nil, errors.New("socks5 wants a password")
-			}
-			m := append([]byte{1, byte(len(user))}, user...)
-			m = append(append(m, byte(len(pass))), pass...)
-			if _, err := c.Write(m); err != nil {
-				return nil, err
-			}
-			if _, err := io.ReadFull(c, b[:]); err != nil || b[1] != 0 {
-				return nil, fmt.Errorf("socks5 auth refused (%v)", err)
-			}
-		default:
-			return nil, fmt.Errorf("socks5: no acceptable method (%#x)", b[1])
-		}
-		req := []byte{5, 1, 0}
-		if proto == ProtoSOCKS5 {
-			a := netip.MustParseAddr(host).As4()
-			req = append(append(req, 1), a[:]...)
-		} else {
-			req = append(append(req, 3, byte(len(host))), host...)
-		}
-		req = binary.BigEndian.AppendUint16(req, port)
-		if _, err := c.Write(req); err != nil {
-			return nil, err
-		}
-		var h [4]byte
-		if _, err := io.ReadFull(c, h[:]); err != nil {
-			return nil, fmt.Errorf("socks5 reply: %w", err)
-		}
-		if h[1] != 0 {
-			return nil, fmt.Errorf("socks5 refused (%#x)", h[1])
-		}
-		skip := 0
-		switch h[3] {
-		case 1:
-			skip = 4 + 2
-		case 4:
-			skip = 16 + 2
-		case 3:
-			var l [1]byte
-			if _, err := io.ReadFull(c, l[:]); err != nil {
-				return nil, err
-			}
-			skip = int(l[0]) + 2
-		default:
-			return nil, fmt.Errorf("socks5 reply address type %d", h[3])
-		}
-		if _, err := io.ReadFull(c, make([]byte, skip)); err != nil {
-			return nil, err
-		}
-		return nil, nil
-	}
-	return nil, fmt.Errorf("unknown protocol %q", proto)
+// newChannel names a channel no one else uses.
+func newChannel() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return "proxy-check-" + hex.EncodeToString(b[:])
 }
 
-// wsEcho upgrades to WebSocket at target and checks that one masked text
-// message comes back.
-func wsEcho(c net.Conn, br *bufio.Reader, target, host, auth string) error {
-	var nonce [16]byte
-	rand.Read(nonce[:])
-	key := base64.StdEncoding.EncodeToString(nonce[:])
-	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\n%sUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\nUser-Agent: duplex-proxy-check\r\n\r\n", target, host, auth, key)
-	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodGet})
-	if err != nil {
-		return fmt.Errorf("websocket upgrade: %w", err)
+// ProbeTunnel runs the request/response and WebSocket probes of [Check]
+// against cfg.Judge through tunnel, a dialer that reaches any address
+// through some proxy, and returns the first failure. It is the health
+// check of `duplex proxy --upstream` pools: an upstream carries when this
+// returns nil. Each probe is bounded by cfg.Timeout.
+func ProbeTunnel(ctx context.Context, cfg Config, tunnel func(ctx context.Context, network, addr string) (net.Conn, error)) error {
+	cfg = cfg.withDefaults()
+	p := &prober{cfg: cfg}
+	j, _ := p.judgeFor(ProtoConnect)
+	r := route{judge: j, tunnel: tunnel}
+	hc := r.httpClient(nil)
+	defer hc.CloseIdleConnections()
+	if _, _, err := getEcho(ctx, hc, j, cfg.Timeout); err != nil {
+		return fmt.Errorf("request/response: %w", err)
 	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		return fmt.Errorf("websocket upgrade answered %s", resp.Status)
-	}
-	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-	if resp.Header.Get("Sec-WebSocket-Accept") != base64.StdEncoding.EncodeToString(sum[:]) {
-		return errors.New("websocket: wrong Sec-WebSocket-Accept")
-	}
-	const text = "duplex-proxy-check"
-	var mask [4]byte
-	rand.Read(mask[:])
-	frame := []byte{0x81, 0x80 | byte(len(text))}
-	frame = append(frame, mask[:]...)
-	for i := range len(text) {
-		frame = append(frame, text[i]^mask[i%4])
-	}
-	if _, err := c.Write(frame); err != nil {
-		return fmt.Errorf("websocket write: %w", err)
-	}
-	var h [2]byte
-	if _, err := io.ReadFull(br, h[:]); err != nil {
-		return fmt.Errorf("websocket read: %w", err)
-	}
-	n := int(h[1] & 0x7f)
-	if h[0]&0x0f != 1 || h[1]&0x80 != 0 || n != len(text) {
-		return fmt.Errorf("websocket: unexpected frame %#x %#x", h[0], h[1])
-	}
-	got := make([]byte, n)
-	if _, err := io.ReadFull(br, got); err != nil {
-		return fmt.Errorf("websocket read: %w", err)
-	}
-	if string(got) != text {
-		return fmt.Errorf("websocket echo %q", got)
+	if ws := p.websocket(ctx, r); ws.Status != StatusOK {
+		return fmt.Errorf("websocket: %s", ws.Detail)
 	}
 	return nil
 }

@@ -1,18 +1,22 @@
-// Package check tells which protocols and transports a proxy really
-// carries, how fast it sets a tunnel up, and how anonymous it is — the
-// engine of `duplex proxy check`.
+// Package check tells what a proxy really carries for a real-time app —
+// the engine of `duplex proxy check` and of the upstream health checks of
+// `duplex proxy`.
 //
-// [Check] probes one proxy address with every protocol duplex's own proxy
-// speaks — HTTP forwarding, HTTP CONNECT, SOCKS4, SOCKS4a, SOCKS5 with a
-// local address and SOCKS5 with a remote name — whatever scheme the proxy
-// was given with, and through each protocol that works tries two
-// transports against a judge: a plain request/response GET, and a
-// WebSocket upgrade with one echoed message. The judge is an HTTP URL
-// that answers a GET with the request as it saw it, in the JSON of a
-// duplex hub's GET /v1/echo ({"method","remote_addr","headers"}), and
-// echoes WebSocket messages there too; the request headers it reports
-// decide the anonymity of the HTTP forward path.
+// [ParseList] and [ParseTarget] read proxies ("scheme://[user:pass@]host:port"
+// or "[user:pass@]host:port" for every protocol). [Check] probes one: each
+// protocol of its scheme (HTTP forwarding, CONNECT, SOCKS4, SOCKS4a,
+// SOCKS5, SOCKS5 with remote DNS, SOCKS5 UDP ASSOCIATE) with a GET of the
+// judge's /v1/echo, timing the connect and the first answer byte; then,
+// through each protocol that works, every hub transport — a WebSocket
+// echo both ways, SSE and NDJSON streams that must deliver messages
+// published after they opened one by one (else "buffered"), a long poll
+// and a silent stream held Config.Poll long (else "cut") — and the
+// anonymity of the forwarding path from the headers the judge saw. The
+// [Result] names the communication models the proxy can carry.
+// [ProbeTunnel] is the part that health-checks an upstream.
 //
-// It does not do TLS to the judge, SSE/NDJSON/long-poll transports, or
-// bandwidth measurement; it only reports what it saw.
+// The judge is a duplex hub (package judge runs one in-process, with a UDP
+// echo). The probes go through the client package's tunnel dialers and
+// subscriptions and coder/websocket; only UDP ASSOCIATE is written here.
+// It does not do TLS to proxies or the judge, or measure bandwidth.
 package check
