@@ -40,6 +40,10 @@ type FanoutConfig struct {
 	// transports on the same publishing cost, which at low fan-out is a
 	// good part of the hub's CPU per delivery.
 	PublishHTTP bool
+	// Compression makes RunWSFanout's subscribers offer permessage-deflate
+	// (no context takeover, as browsers and the Go client can), so the hub
+	// sends them what it compresses. False offers none.
+	Compression bool
 }
 
 func (c FanoutConfig) withDefaults(transport string) FanoutConfig {
@@ -94,6 +98,10 @@ type FanoutResult struct {
 	HubCPUPerMillion float64 `json:"hub_cpu_seconds_per_million"`
 	// Closed counts readers whose connection ended during the run.
 	Closed int64 `json:"closed"`
+	// WireBytesPerDelivery is what the readers read off their TCP
+	// connections (frames, headers and all) over the measured time and the
+	// drain after it, per delivery. RunWSFanout only; zero otherwise.
+	WireBytesPerDelivery float64 `json:"wire_bytes_per_delivery,omitempty"`
 }
 
 // fanoutTally counts what the readers of a fan-out run receive: messages
