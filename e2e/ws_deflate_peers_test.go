@@ -38,11 +38,12 @@ func compressions(t *testing.T, hubURL string) int {
 	return 0
 }
 
-// TestWSDeflatePeers: npm ws and python3-websockets negotiate
+// TestWSDeflatePeers: npm ws, python3-websockets and chromium negotiate
 // permessage-deflate with the hub, publish compressed frames and read
 // their publications back compressed (one compression each).
 func TestWSDeflatePeers(t *testing.T) {
 	wsNeedPeers(t)
+	needPeer(t, "chromium")
 	h := hubtest.Start(t, nil)
 	for i, peer := range []struct {
 		name string
@@ -50,6 +51,7 @@ func TestWSDeflatePeers(t *testing.T) {
 	}{
 		{"node-ws", []string{"node", "node/ws_deflate.js"}},
 		{"python-websockets", []string{"/usr/bin/python3", "python/ws_deflate.py"}},
+		{"chromium", []string{"node", "node/ws_deflate_browser.js"}},
 	} {
 		t.Run(peer.name, func(t *testing.T) {
 			const n = 10
