@@ -54,12 +54,14 @@ func RunWSFanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error) {
 				if err != nil {
 					if ctx.Err() == nil {
 						tally.closed.Add(1)
+						tally.closeErr.CompareAndSwap(nil, err.Error())
 					}
 					return
 				}
 				buf, err = readAll(r, buf[:0])
 				if err != nil {
 					tally.closed.Add(1)
+					tally.closeErr.CompareAndSwap(nil, err.Error())
 					return
 				}
 				now := time.Now().UnixNano()

@@ -186,12 +186,13 @@ func BenchmarkWSCompression(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
+				b.Logf("%+v", res)
 				b.ReportMetric(res.WireBytesPerDelivery, "wire-B/delivery")
 				b.ReportMetric(res.HubCPUPerMillion, "hub-cpu-s/1M")
 				b.ReportMetric(res.Latency.P50/1000, "p50-ms")
 				b.ReportMetric(res.Latency.P99/1000, "p99-ms")
 				if res.Delivered < res.Expected {
-					b.Errorf("delivered %d of %d (closed connections: %d)", res.Delivered, res.Expected, res.Closed)
+					b.Errorf("delivered %d of %d (closed connections: %d, the first: %s)", res.Delivered, res.Expected, res.Closed, res.CloseReason)
 				}
 			})
 		}

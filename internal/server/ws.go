@@ -146,7 +146,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, echo bool) {
 		wc.deflate = negotiateDeflate(r.Header)
 	}
 	if wc.deflate.on {
-		mode = websocket.CompressionContextTakeover // the offer says what is taken over
+		mode = websocket.CompressionContextTakeover // the offer shown says neither side takes it over
 		hj.extensions = wc.deflate.response()
 		wc.compressMin = max(s.cfg.WSCompressionMin, 0)
 	}

@@ -19,11 +19,12 @@ import (
 // delivery, and no connection holds deflate state for writing.
 //
 //   - server_no_context_takeover: answered, offered or not (§7.1.1.1).
-//   - client_no_context_takeover: echoed when offered; the client then
-//     compresses each message on its own and the server keeps no inflate
-//     window for it. Otherwise the client may take over its context, and
-//     the reader keeps a 32 KiB window for the connection (that is the
-//     client's choice; the write side stays stateless either way).
+//   - client_no_context_takeover: answered, offered or not, which
+//     §7.1.1.2 lets a server do: the client compresses each message on its
+//     own, so the reader keeps no 32 KiB inflate window per connection
+//     between messages. A hub's clients send commands, mostly small, so
+//     their context would save little; the window would cost every
+//     browser connection three times its idle footprint.
 //   - server_max_window_bits=N (8–15): answered with N. compress/flate
 //     always works with a 32 KiB window, but a message compressed on its
 //     own refers back at most its own length: to such a connection only
@@ -44,14 +45,12 @@ import (
 // --max-message, never inflated whole.
 
 // wsDeflate is what a connection agreed to; the zero value is no
-// compression.
+// compression. Neither side takes its context over.
 type wsDeflate struct {
 	on bool
 	// windowBits bounds the server's window (server_max_window_bits); 15
 	// when the client asked for no bound.
 	windowBits int
-	// clientNoTakeover: the client compresses each message on its own.
-	clientNoTakeover bool
 }
 
 // wsMaxWindowBits is the largest LZ77 window (RFC 7692 §7.1.2): compress/flate's.
@@ -65,10 +64,7 @@ func (d wsDeflate) fits(n int) bool {
 
 // response is the Sec-WebSocket-Extensions answer.
 func (d wsDeflate) response() string {
-	s := "permessage-deflate; server_no_context_takeover"
-	if d.clientNoTakeover {
-		s += "; client_no_context_takeover"
-	}
+	s := "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
 	if d.windowBits < wsMaxWindowBits {
 		s += "; server_max_window_bits=" + strconv.Itoa(d.windowBits)
 	}
@@ -76,14 +72,10 @@ func (d wsDeflate) response() string {
 }
 
 // libraryOffer is the offer the WebSocket library is shown in place of the
-// client's, so that it reads frames as agreed: its reader inflates with or
-// without the client's context as this says.
+// client's, so that it reads frames as agreed: each message inflated on
+// its own, no window kept.
 func (d wsDeflate) libraryOffer() string {
-	s := "permessage-deflate; server_no_context_takeover"
-	if d.clientNoTakeover {
-		s += "; client_no_context_takeover"
-	}
-	return s
+	return "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
 }
 
 // wsMaxOffers bounds the work one header may cost: offers past it are
@@ -131,7 +123,6 @@ func acceptDeflate(params []wsParam) (wsDeflate, bool) {
 			if p.hasValue {
 				return wsDeflate{}, false
 			}
-			d.clientNoTakeover = true
 		case "server_max_window_bits":
 			i = 2
 			bits, ok := windowBits(p.value)

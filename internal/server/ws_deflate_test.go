@@ -131,10 +131,11 @@ func deflate(t *testing.T, p []byte) []byte {
 
 // TestWSDeflateNegotiation checks the answer to each offer, over a real
 // handshake: the first offer duplex can honour is accepted, always with
-// server_no_context_takeover; a malformed one is declined, never fatal.
+// server_ and client_no_context_takeover; a malformed one is declined,
+// never fatal.
 func TestWSDeflateNegotiation(t *testing.T) {
 	h := hubtest.Start(t, nil)
-	const base = "permessage-deflate; server_no_context_takeover"
+	const base = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
 	for _, tc := range []struct{ offer, want string }{
 		{"", ""},
 		{"permessage-deflate", base},
@@ -142,14 +143,14 @@ func TestWSDeflateNegotiation(t *testing.T) {
 		{"permessage-deflate; client_max_window_bits=10", base},
 		{`permessage-deflate; client_max_window_bits="10"`, base},
 		{"permessage-deflate; server_no_context_takeover", base},
-		{"permessage-deflate; client_no_context_takeover", base + "; client_no_context_takeover"},
+		{"permessage-deflate; client_no_context_takeover", base},
 		{"permessage-deflate; server_max_window_bits=15", base},
 		{"permessage-deflate; server_max_window_bits=9", base + "; server_max_window_bits=9"},
-		{"PERMESSAGE-DEFLATE ; Client_No_Context_Takeover", base + "; client_no_context_takeover"},
+		{"PERMESSAGE-DEFLATE ; Client_No_Context_Takeover", base},
 		{"permessage-deflate; client_no_context_takeover; client_max_window_bits; server_no_context_takeover; server_max_window_bits=8",
-			base + "; client_no_context_takeover; server_max_window_bits=8"},
+			base + "; server_max_window_bits=8"},
 		// The first acceptable offer wins; unknown extensions are passed over.
-		{"x-webkit-deflate-frame, permessage-deflate; client_no_context_takeover", base + "; client_no_context_takeover"},
+		{"x-webkit-deflate-frame, permessage-deflate; client_no_context_takeover", base},
 		{"permessage-deflate; server_max_window_bits=7, permessage-deflate", base},
 		{"permessage-deflate; mystery, permessage-deflate; server_max_window_bits=12", base + "; server_max_window_bits=12"},
 		// Declined: malformed or unknown parameters.
@@ -303,8 +304,9 @@ func TestWSDeflateWindowBits(t *testing.T) {
 	}
 }
 
-// TestWSDeflateClientFrames sends compressed frames to the echo, with and
-// without the client's context taken over, the way the RFC's examples do.
+// TestWSDeflateClientFrames sends compressed frames to the echo from
+// clients that offered context takeover and that did not: both are told
+// client_no_context_takeover and compress each message on its own.
 func TestWSDeflateClientFrames(t *testing.T) {
 	h := hubtest.Start(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
