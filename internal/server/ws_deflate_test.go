@@ -359,7 +359,7 @@ func TestWSDeflateBomb(t *testing.T) {
 		b0, p := r.read(t)
 		runtime.ReadMemStats(&after)
 		if b0 != 0x88 || len(p) < 2 || binary.BigEndian.Uint16(p) != 1009 {
-			t.Fatalf("%s: bomb of %d bytes: frame %#x %q, want close 1009", path, len(bomb), b0, p)
+			t.Fatalf("%s: bomb of %d bytes: frame %#x of %d bytes (%.40q), want close 1009", path, len(bomb), b0, len(p), p)
 		}
 		// The frame itself (masked by the test, read by the hub) is a
 		// few hundred KiB; the bomb inflated whole would be 256 MiB.
