@@ -123,6 +123,14 @@ type DialOptions struct {
 	// the hub. Zero means 4 MiB.
 	MaxFrame int
 
+	// NoCompression stops the WebSocket transport from offering
+	// permessage-deflate (RFC 7692). False (the zero value) offers it
+	// without context takeover either way: the hub then sends larger
+	// publications compressed (it compresses each once for all its
+	// subscribers) and the client compresses commands of 512 bytes and
+	// more. MaxFrame bounds a message as inflated.
+	NoCompression bool
+
 	// OnConnect, if set, is called each time a subscription's transport
 	// opens. OnDisconnect, if set, is called each time a connection
 	// attempt fails or an open connection ends, with why (not when the

@@ -33,7 +33,7 @@ func (c *Client) dialWS(ctx context.Context) (*websocket.Conn, error) {
 		HTTPClient:      c.wshc,
 		HTTPHeader:      h,
 		Subprotocols:    []string{wsSubprotocol},
-		CompressionMode: websocket.CompressionDisabled,
+		CompressionMode: c.compressionMode(),
 	})
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
@@ -411,4 +411,15 @@ func (w *wsCommander) close() {
 	w.conn.Close(websocket.StatusNormalClosure, "")
 	w.stop()
 	<-w.done
+}
+
+// compressionMode is what the WebSocket handshake offers: permessage-deflate
+// with no context kept on either side, so neither end holds a window
+// between messages (and the hub can share one compressed frame among
+// subscribers), unless DialOptions.NoCompression.
+func (c *Client) compressionMode() websocket.CompressionMode {
+	if c.opts.NoCompression {
+		return websocket.CompressionDisabled
+	}
+	return websocket.CompressionNoContextTakeover
 }

@@ -44,6 +44,8 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 		maxConns       = fs.Int("max-connections", 20000, "connections served at once; one more is answered 503 with Retry-After and closed")
 		maxWebSockets  = fs.Int("max-websockets", 0, "WebSocket connections open at once; further upgrades get 503 (0: 90% of --max-connections)")
 		writeDelay     = fs.Duration("write-delay", 30*time.Millisecond, "coalesce writes to a WebSocket, SSE or NDJSON connection that receives faster than one write per this period, holding its messages up to this long (0: write at once)")
+		wsCompression  = fs.Bool("ws-compression", true, "negotiate permessage-deflate on WebSockets; each publication is compressed once for all its subscribers")
+		wsCompressMin  = fs.Int("ws-compression-min", 256, "smallest publication, in bytes of its JSON envelope, sent compressed (0: every size)")
 		sseRetry       = fs.Duration("sse-retry", time.Second, "reconnect delay told to SSE clients (retry:)")
 		publishRate    = fs.Float64("publish-rate", 1000, "publishes per second per WebSocket connection")
 		headerTimeout  = fs.Duration("header-timeout", 10*time.Second, "time to read a request's headers")
@@ -103,6 +105,7 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 		PollMaxTimeout: *pollMax, PublishRate: *publishRate, Web: web.Handler(),
 		JWTSecret:     []byte(*jwtSecret),
 		MaxWebSockets: *maxWebSockets, SSERetry: *sseRetry, WriteDelay: delayOrOff(*writeDelay),
+		NoWSCompression: !*wsCompression, WSCompressionMin: minOrAll(*wsCompressMin),
 		Collectors: engineCollectors(engine),
 	})
 	if err != nil {
@@ -148,6 +151,15 @@ func isLoopbackAddr(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// minOrAll maps --ws-compression-min (0: every size) to server.Config's
+// (0: the default, negative: every size).
+func minOrAll(n int) int {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }
 
 // delayOrOff maps --write-delay (0: off) to server.Config's (0: the

@@ -88,6 +88,15 @@ type Config struct {
 	// and close frames are never held. Zero means 30ms; negative writes at
 	// once.
 	WriteDelay time.Duration
+	// NoWSCompression turns permessage-deflate off: WebSocket handshakes
+	// that offer it are answered without it. False (the zero value)
+	// negotiates it (ws_deflate.go).
+	NoWSCompression bool
+	// WSCompressionMin is the smallest publication (its JSON envelope, in
+	// bytes) sent compressed; smaller ones go plain, where the few bytes
+	// saved cost more CPU than they spare (docs/benchmarks.md,
+	// "Compression"). Zero means 256; negative compresses every size.
+	WSCompressionMin int
 	// SSERetry is the reconnect delay SSE clients are told. Zero means 1s.
 	SSERetry time.Duration
 
@@ -132,6 +141,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxHeaderBytes <= 0 {
 		c.MaxHeaderBytes = 64 << 10
+	}
+	if c.WSCompressionMin == 0 {
+		c.WSCompressionMin = 256
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
@@ -183,6 +195,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg = cfg.withDefaults()
 	s := &Server{cfg: cfg, hub: cfg.Hub, log: cfg.Logger, mux: http.NewServeMux()}
+	s.ws.compress = s.ws.deflate
 	s.routes()
 	s.http = &http.Server{
 		Handler:           s,

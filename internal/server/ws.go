@@ -56,6 +56,11 @@ const wsHistoryBytes = 1 << 20
 // the cap), and the live connections with the goroutine that pings them.
 type wsState struct {
 	conns atomic.Int64
+	// compressions counts messages compressed (publications, once each,
+	// and echoes); compress is deflate as a func value made once, for
+	// hub.Publication.Compressed.
+	compressions atomic.Uint64
+	compress     func([]byte) []byte
 
 	mu      sync.Mutex // guards live, stop, poller, writers, slot
 	live    map[*wsConn]struct{}
@@ -63,6 +68,12 @@ type wsState struct {
 	poller  *wsPoller     // wakes idle readers (Linux); nil if none runs
 	writers *wsWriters    // nil if none run
 	slot    int           // the ping slot of the next connection
+}
+
+// deflate compresses one message, counting it.
+func (st *wsState) deflate(p []byte) []byte {
+	st.compressions.Add(1)
+	return deflateMessage(p)
 }
 
 // wsPingSlots spreads pings over the interval: the sweeper wakes this many
@@ -128,10 +139,22 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, echo bool) {
 	ctx := context.WithValue(context.Background(), claimsKey{}, r.Context().Value(claimsKey{}))
 	wc := &wsConn{s: s, sess: sess, echo: echo, ctx: ctx, laterAt: -1}
 	hj := &wsHijacker{ResponseWriter: w}
-	c, err := websocket.Accept(hj, r, &websocket.AcceptOptions{
+	// The library reads compressed frames only if it negotiated
+	// compression: it is shown the outcome of ours (ws_deflate.go).
+	mode := websocket.CompressionDisabled
+	if !s.cfg.NoWSCompression {
+		wc.deflate = negotiateDeflate(r.Header)
+	}
+	if wc.deflate.on {
+		mode = websocket.CompressionContextTakeover // the offer shown says neither side takes it over
+		hj.extensions = wc.deflate.response()
+		wc.compressMin = max(s.cfg.WSCompressionMin, 0)
+	}
+	c, err := websocket.Accept(hj, withExtensions(r, wc.deflate), &websocket.AcceptOptions{
 		Subprotocols:       []string{wsSubprotocol},
 		InsecureSkipVerify: true, // originAllowed decided above
 		OnPongReceived:     func(context.Context, []byte) { wc.alive.Store(true) },
+		CompressionMode:    mode,
 	})
 	if err != nil {
 		sess.Release()
@@ -154,6 +177,22 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, echo bool) {
 	wc.start()
 }
 
+// withExtensions returns r as the WebSocket library is to see it: with the
+// offer it should accept in place of the client's (d), or with none. r
+// itself is left as it is.
+func withExtensions(r *http.Request, d wsDeflate) *http.Request {
+	if !d.on && r.Header.Get("Sec-WebSocket-Extensions") == "" {
+		return r
+	}
+	lr := r.WithContext(r.Context())
+	lr.Header = r.Header.Clone()
+	lr.Header.Del("Sec-WebSocket-Extensions")
+	if d.on {
+		lr.Header.Set("Sec-WebSocket-Extensions", d.libraryOffer())
+	}
+	return lr
+}
+
 // wsConn is one WebSocket connection.
 type wsConn struct {
 	s     *Server
@@ -163,6 +202,10 @@ type wsConn struct {
 	nc    *wsNetConn
 	echo  bool
 	limit int64
+	// deflate is what the handshake agreed (ws_deflate.go); compressMin
+	// the smallest message sent compressed.
+	deflate     wsDeflate
+	compressMin int
 
 	done       func()      // ends the beginStream registration; called by finish
 	stopExpiry func() bool // stops the token's expiry watch; called by finish
@@ -477,9 +520,7 @@ func (wc *wsConn) handle(typ websocket.MessageType, b []byte, code msg.CloseCode
 			return code, reason
 		}
 		if wc.echo {
-			out := make([]byte, 1+len(b))
-			out[0] = byte(typ)
-			copy(out[1:], b)
+			out := wc.echoItem(typ, b)
 			wc.repliesIn.Add(1)
 			if wc.sess.Send(out) != nil {
 				return msg.CloseNormal, "" // closed already; its code stands
@@ -491,6 +532,25 @@ func (wc *wsConn) handle(typ websocket.MessageType, b []byte, code msg.CloseCode
 		wc.expedite()
 		return code, reason
 	}
+}
+
+// echoItem is what the echo queues for message b: its opcode (with RSV1
+// when compressed) and its payload.
+func (wc *wsConn) echoItem(typ websocket.MessageType, b []byte) []byte {
+	if wc.compresses(len(b)) {
+		if z := wc.s.ws.deflate(b); z != nil {
+			return append([]byte{byte(typ) | wsRSV1}, z...)
+		}
+	}
+	out := make([]byte, 1+len(b))
+	out[0] = byte(typ)
+	copy(out[1:], b)
+	return out
+}
+
+// compresses reports whether a message of n bytes goes compressed.
+func (wc *wsConn) compresses(n int) bool {
+	return n >= wc.compressMin && wc.deflate.fits(n)
 }
 
 // readMessage reads one message into buf, checking text as it arrives so

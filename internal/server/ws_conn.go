@@ -217,6 +217,21 @@ func (c *wsNetConn) writeFrames(b []byte, blocking bool, timeout time.Duration) 
 type wsHijacker struct {
 	http.ResponseWriter
 	nc *wsNetConn
+	// extensions is the Sec-WebSocket-Extensions answer (the library's
+	// own would leave out what it does not know, server_max_window_bits).
+	extensions string
+}
+
+// WriteHeader sends the handshake's answer with duplex's extensions.
+func (h *wsHijacker) WriteHeader(code int) {
+	if code == http.StatusSwitchingProtocols {
+		if h.extensions != "" {
+			h.Header().Set("Sec-WebSocket-Extensions", h.extensions)
+		} else {
+			h.Header().Del("Sec-WebSocket-Extensions")
+		}
+	}
+	h.ResponseWriter.WriteHeader(code)
 }
 
 // wsBufSize is the size of each connection's read and write buffer.
