@@ -294,6 +294,31 @@ func TestDuplexJSTokenRefresh(t *testing.T) {
 	}
 }
 
+// TestDuplexJSOffline: while the browser is offline a cut subscription
+// waits (state reconnecting, reason offline) without a single request;
+// back online it reconnects at once and gets what was published meanwhile.
+func TestDuplexJSOffline(t *testing.T) {
+	h := hubtest.Start(t, nil)
+	for _, tr := range []string{"ws", "poll"} {
+		t.Run(tr, func(t *testing.T) {
+			var res struct {
+				jsRecord
+				OfflineRequests      int    `json:"offlineRequests"`
+				StillOfflineRequests int    `json:"stillOfflineRequests"`
+				StillOfflineState    string `json:"stillOfflineState"`
+			}
+			runDuplexJS(t, "offline", map[string]any{"url": h.URL, "channel": "djsoff" + tr, "transport": tr}, &res, nil)
+			wantOffsets(t, "received", res.Offsets, 1)
+			if res.StillOfflineRequests != res.OfflineRequests || res.StillOfflineState != "reconnecting" {
+				t.Errorf("offline: %d requests, then %d (state %s): want none while offline", res.OfflineRequests, res.StillOfflineRequests, res.StillOfflineState)
+			}
+			if res.State != "open" || res.Stats.Requests <= res.StillOfflineRequests {
+				t.Errorf("back online: state %s, stats %+v", res.State, res.Stats)
+			}
+		})
+	}
+}
+
 // docsChatPage returns the HTML block of docs/client.md's "Browser:
 // duplex.js" section.
 func docsChatPage(t *testing.T) string {

@@ -17,6 +17,9 @@
 //     function minting HS256 tokens that live ttl seconds (signed here, in
 //     Node); reports offsets received before and after the first token's
 //     connection ended at its expiry.
+//   offline {url, channel, transport}: the browser context goes offline
+//     and the subscription is cut; it must not retry until the context is
+//     back online, then get what was published meanwhile.
 //   chat {url, text}: the chat page of docs/client.md: type text, send,
 //     and see it come back in the list.
 'use strict';
@@ -131,6 +134,31 @@ const scenarios = {
     await page.evaluate(async (ch) => window.hub.publish(ch, { n: 2 }), args.channel);
     await got(page, 2);
     return { ...(await record(page)), firstExp, reconnectedAt, minted: exps.length };
+  },
+
+  async offline(browser) {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    watch(page, 'page');
+    await page.goto(`${args.url}/healthz`);
+    await subscribeIn(page, { channel: args.channel, transport: args.transport, cursor: `${args.channel}::0` });
+    await page.waitForFunction(() => window.sub.state === 'open', null, { timeout: 30000 });
+    await ctx.setOffline(true);
+    await page.evaluate(() => window.sub.cut());
+    await page.waitForFunction(() => window.rec.states.some((s) => s.reason === 'offline'), null, { timeout: 30000 });
+    const offlineAt = await record(page);
+    const res = await fetch(`${args.url}/v1/channels/${args.channel}/messages`, { method: 'POST', body: '{"n":1}' });
+    if (res.status !== 201) throw new Error(`publish: ${res.status}`);
+    // An observation window, not a wait for something: with backoff capped
+    // at 1 s, a client that retried while offline would have tried again
+    // in it several times.
+    await page.waitForTimeout(3000);
+    const stillOffline = await record(page);
+    await ctx.setOffline(false);
+    await got(page, 1);
+    const after = await record(page);
+    await ctx.close();
+    return { ...after, offlineRequests: offlineAt.stats.requests, stillOfflineRequests: stillOffline.stats.requests, stillOfflineState: stillOffline.state };
   },
 
   async chat(browser) {
