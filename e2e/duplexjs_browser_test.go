@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -314,6 +315,42 @@ func TestDuplexJSOffline(t *testing.T) {
 			}
 			if res.State != "open" || res.Stats.Requests <= res.StillOfflineRequests {
 				t.Errorf("back online: state %s, stats %+v", res.State, res.Stats)
+			}
+		})
+	}
+}
+
+// TestDuplexJSWakeUp: a subscription waiting out a long backoff (its
+// WebSocket refused) tries again at once on the browser's 'online' event
+// and when the tab becomes visible, and opens.
+func TestDuplexJSWakeUp(t *testing.T) {
+	h := hubtest.Start(t, nil)
+	for _, event := range []string{"online", "visibilitychange"} {
+		t.Run(event, func(t *testing.T) {
+			var refuse atomic.Bool
+			refuse.Store(true)
+			target, _ := url.Parse(h.URL)
+			rp := httputil.NewSingleHostReverseProxy(target)
+			front := hubtest.ServeHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				switch {
+				case r.URL.Path == "/front/unblock":
+					refuse.Store(false)
+				case refuse.Load() && strings.EqualFold(r.Header.Get("Upgrade"), "websocket"):
+					http.Error(w, "not yet", http.StatusForbidden)
+				default:
+					rp.ServeHTTP(w, r)
+				}
+			}))
+			var res struct {
+				Waiting jsState `json:"waiting"`
+				State   string  `json:"state"`
+			}
+			runDuplexJS(t, "wake", map[string]any{"url": front, "channel": "djswake", "unblock": front + "/front/unblock", "event": event}, &res, refusalNoise)
+			if res.Waiting.Attempt < 1 || res.Waiting.Delay == nil || *res.Waiting.Delay < 60000 {
+				t.Fatalf("reconnecting state %+v: want a delay of a minute or more, which only a wake-up can cut short", res.Waiting)
+			}
+			if res.State != "open" {
+				t.Errorf("state %s after %s", res.State, event)
 			}
 		})
 	}

@@ -20,6 +20,10 @@
 //   offline {url, channel, transport}: the browser context goes offline
 //     and the subscription is cut; it must not retry until the context is
 //     back online, then get what was published meanwhile.
+//   wake {url, channel, unblock, event}: a WebSocket subscription with a
+//     10-minute backoff fails against a front refusing upgrades; the front
+//     is told to let them through (GET unblock) and `event` ('online' or
+//     'visibilitychange') is fired: it must open now, not in minutes.
 //   chat {url, text}: the chat page of docs/client.md: type text, send,
 //     and see it come back in the list.
 'use strict';
@@ -159,6 +163,31 @@ const scenarios = {
     const after = await record(page);
     await ctx.close();
     return { ...after, offlineRequests: offlineAt.stats.requests, stillOfflineRequests: stillOffline.stats.requests, stillOfflineState: stillOffline.state };
+  },
+
+  async wake(browser) {
+    const page = await browser.newPage();
+    watch(page, 'page');
+    await page.goto(`${args.url}/healthz`);
+    await page.evaluate(async ({ channel, backoff }) => {
+      const { connect } = await import('/duplex.js');
+      window.rec = { states: [] };
+      window.sub = connect('', { transport: 'ws', backoff }).subscribe([channel], { state: (s) => window.rec.states.push(s) });
+    }, { channel: args.channel, backoff: { base: 600000, cap: 600000 } });
+    // Until the backoff drawn is a long one (full jitter may draw a short
+    // one), cut again: each cut makes a new attempt, refused, and a new draw.
+    let waiting;
+    for (let k = 1; k <= 20; k++) {
+      await page.waitForFunction((n) => window.rec.states.filter((s) => s.state === 'reconnecting' && s.delay > 0).length >= n, k, { timeout: 30000 });
+      waiting = await page.evaluate(() => window.rec.states.filter((s) => s.state === 'reconnecting' && s.delay > 0).pop());
+      if (waiting.delay >= 60000) break;
+      await page.evaluate(() => window.sub.cut());
+    }
+    const res = await fetch(`${args.unblock}`);
+    if (!res.ok) throw new Error(`unblock: ${res.status}`);
+    await page.evaluate((ev) => (ev === 'online' ? window : document).dispatchEvent(new Event(ev)), args.event);
+    await page.waitForFunction(() => window.sub.state === 'open', null, { timeout: 30000 });
+    return { waiting, state: await page.evaluate(() => window.sub.state) };
   },
 
   async chat(browser) {
