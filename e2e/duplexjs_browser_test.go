@@ -165,6 +165,7 @@ func TestDuplexJSTransports(t *testing.T) {
 				BeforeCut jsStats    `json:"beforeCut"`
 				Published []uint64   `json:"published"`
 				History   [][]uint64 `json:"history"`
+				HTTPPubs  int        `json:"httpPublishes"`
 			}
 			runDuplexJS(t, "roundtrip", map[string]any{"url": h.URL, "channel": channel, "transport": tr, "before": before, "live": live}, &res, nil)
 			const n = before + 2*live
@@ -178,6 +179,13 @@ func TestDuplexJSTransports(t *testing.T) {
 			s := res.Stats
 			if s.Messages != n || s.Reconnects != res.BeforeCut.Reconnects+1 || s.Bytes <= res.BeforeCut.Bytes || s.Requests <= res.BeforeCut.Requests || s.State != "open" {
 				t.Errorf("stats %+v (before the cut %+v): want %d messages, one reconnect more, more bytes and requests", s, res.BeforeCut, n)
+			}
+			// publish goes over the subscription's WebSocket when it has one.
+			if wantHTTP := map[bool]int{true: 0, false: 2 * live}[tr == "ws"]; res.HTTPPubs != wantHTTP {
+				t.Errorf("%d of %d publishes went over HTTP, want %d", res.HTTPPubs, 2*live, wantHTTP)
+			}
+			if want := fmt.Sprint(res.Offsets[before:]); fmt.Sprint(res.Published) != want {
+				t.Errorf("publish answered offsets %v, received %s", res.Published, want)
 			}
 			if got := fmt.Sprint(res.History); got != "[[3 4 5] [5 6]]" {
 				t.Errorf("history(ch, 2, 3) and history(ch, {after: 4, limit: 2}): %s", got)

@@ -72,6 +72,12 @@ const scenarios = {
   async roundtrip(browser) {
     const page = await browser.newPage();
     watch(page, 'page');
+    // Count the publishes that went over HTTP.
+    await page.addInitScript(() => {
+      const native = window.fetch;
+      window.httpPublishes = 0;
+      window.fetch = (u, init) => { if (init?.method === 'POST') window.httpPublishes++; return native(u, init); };
+    });
     await page.goto(`${args.url}/healthz`);
     await subscribeIn(page, { channel: args.channel, transport: args.transport, cursor: `${args.channel}::0` });
     await got(page, args.before);
@@ -94,7 +100,8 @@ const scenarios = {
       const b = await window.hub.history(ch, { after: 4, limit: 2 });
       return [a.messages.map((m) => m.offset), b.messages.map((m) => m.offset)];
     }, args.channel);
-    return { ...(await record(page)), beforeCut: beforeCut.stats, published: [...first, ...second], history };
+    const httpPublishes = await page.evaluate(() => window.httpPublishes);
+    return { ...(await record(page)), beforeCut: beforeCut.stats, published: [...first, ...second], history, httpPublishes };
   },
 
   async shared(browser) {
