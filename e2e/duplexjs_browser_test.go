@@ -248,29 +248,44 @@ func TestDuplexJSAutoFallback(t *testing.T) {
 }
 
 // TestDuplexJSSharedWorker: two tabs of one browser context subscribe
-// with shared: true; the hub sees one subscriber of the channel (one
-// connection, held by the SharedWorker), and both tabs get every message.
+// with shared: true, the second to one more channel and with a cursor
+// from the start; the hub sees one subscriber of each channel (one
+// connection, held by the SharedWorker), and each tab gets every message
+// of its channels once, in order: history first, then live.
 func TestDuplexJSSharedWorker(t *testing.T) {
 	h := hubtest.Start(t, nil)
-	var res struct {
-		Subscribers int        `json:"subscribers"`
-		Worker      string     `json:"worker"`
-		Tabs        []jsRecord `json:"tabs"`
+	const before, live = 3, 4
+	for n := 1; n <= before; n++ {
+		postMessage(t, &http.Client{}, h.URL, "djsshareda", n)
 	}
-	const live = 4
-	runDuplexJS(t, "shared", map[string]any{"url": h.URL, "channel": "djsshared", "live": live}, &res, nil)
+	var res struct {
+		Subscribers []int  `json:"subscribers"`
+		Worker      string `json:"worker"`
+		Tabs        []struct {
+			jsRecord
+			ByChannel map[string][]uint64 `json:"byChannel"`
+		} `json:"tabs"`
+	}
+	runDuplexJS(t, "shared", map[string]any{"url": h.URL, "channels": []string{"djsshareda", "djssharedb"}, "before": before, "live": live}, &res, nil)
 	if res.Worker != "function" {
 		t.Fatalf("chromium has no SharedWorker (%s): the test cannot tell sharing from falling back", res.Worker)
 	}
-	if res.Subscribers != 1 {
-		t.Errorf("the hub counts %d subscribers of the channel for two shared tabs, want 1", res.Subscribers)
+	if fmt.Sprint(res.Subscribers) != "[1 1]" {
+		t.Errorf("the hub counts %v subscribers of the two channels for two shared tabs, want one each", res.Subscribers)
+	}
+	if len(res.Tabs) != 2 {
+		t.Fatalf("%d tabs reported", len(res.Tabs))
 	}
 	for i, tab := range res.Tabs {
-		wantOffsets(t, fmt.Sprintf("tab %d", i+1), tab.Offsets, live)
-		if tab.Transport != "ws" || tab.Stats.Messages != live {
-			t.Errorf("tab %d: transport %s, stats %+v", i+1, tab.Transport, tab.Stats)
+		wantOffsets(t, fmt.Sprintf("tab %d, channel a", i+1), tab.ByChannel["djsshareda"], before+live)
+		if tab.Transport != "ws" {
+			t.Errorf("tab %d: transport %s", i+1, tab.Transport)
 		}
 	}
+	if _, ok := res.Tabs[0].ByChannel["djssharedb"]; ok {
+		t.Errorf("tab 1 got channel b, which it did not subscribe to: %v", res.Tabs[0].ByChannel)
+	}
+	wantOffsets(t, "tab 2, channel b", res.Tabs[1].ByChannel["djssharedb"], live)
 }
 
 // TestDuplexJSTokenRefresh: on a hub with a JWT secret, the page's token

@@ -10,9 +10,11 @@
 //     subscribes from offset 0, gets the `before` messages already
 //     published, publishes `live` more with hub.publish, is cut (sub.cut())
 //     and gets `live` more; also reads history both ways.
-//   shared {url, channel, live}: two tabs of one browser context subscribe
-//     with shared: true; reports the hub's subscriber count for the
-//     channel, then publishes `live` from tab 1 and reports what each got.
+//   shared {url, channels: [a, b], before, live}: two tabs of one browser
+//     context subscribe with shared: true, tab 1 to a from offset 0, then
+//     tab 2 to a (from 0) and b; reports the hub's subscriber counts of a
+//     and b, then publishes `live` to each from tab 1 and reports what
+//     each tab got, by channel.
 //   token {url, channel, secret, ttl, transport}: the page's token is a
 //     function minting HS256 tokens that live ttl seconds (signed here, in
 //     Node); reports offsets received before and after the first token's
@@ -50,11 +52,12 @@ function subscribeIn(page, opts) {
   return page.evaluate(async ({ channel, transport, shared, cursor, tokenFn }) => {
     const { connect } = await import('/duplex.js');
     window.rec = { offsets: [], gaps: [], states: [], errors: [], disconnects: [], tokenCalls: 0 };
+    window.byChannel = {};
     const o = { transport, shared, backoff: { base: 100, cap: 1000 } };
     if (tokenFn) o.token = async () => { window.rec.tokenCalls++; return window.mintToken(); };
     window.hub = connect('', o);
-    window.sub = window.hub.subscribe([channel], {
-      message: (m) => window.rec.offsets.push(m.offset),
+    window.sub = window.hub.subscribe(channel, {
+      message: (m) => { window.rec.offsets.push(m.offset); (window.byChannel[m.channel] ||= []).push(m.offset); },
       gap: (g) => window.rec.gaps.push(g.next),
       state: (s) => window.rec.states.push(s),
       error: (e) => window.rec.errors.push(e.message),
@@ -107,20 +110,31 @@ const scenarios = {
   async shared(browser) {
     const ctx = await browser.newContext();
     const tabs = [await ctx.newPage(), await ctx.newPage()];
+    const [a, b] = args.channels;
     for (const [i, tab] of tabs.entries()) {
       watch(tab, `tab${i + 1}`);
       await tab.goto(`${args.url}/healthz`);
-      await subscribeIn(tab, { channel: args.channel, transport: 'auto', shared: true });
     }
+    // Tab 1 takes channel a from the start; tab 2 joins later with a and b
+    // from the start: the worker opens its connection again, merged.
+    await subscribeIn(tabs[0], { channel: [a], transport: 'auto', shared: true, cursor: `${a}::0` });
+    await got(tabs[0], args.before);
+    await subscribeIn(tabs[1], { channel: [a, b], transport: 'auto', shared: true, cursor: `${a}::0` });
+    await got(tabs[1], args.before);
     for (const tab of tabs) await tab.waitForFunction(() => window.sub.state === 'open', null, { timeout: 30000 });
-    const info = await tabs[0].evaluate(async (ch) => (await fetch(`/v1/channels/${ch}`)).json(), args.channel);
+    const info = await tabs[0].evaluate(async (chs) => Promise.all(chs.map(async (ch) => (await (await fetch(`/v1/channels/${ch}`)).json()).subscribers)), [a, b]);
     const worker = await tabs[0].evaluate(() => typeof SharedWorker);
-    await tabs[0].evaluate(async ([ch, n]) => { for (let i = 1; i <= n; i++) await window.hub.publish(ch, { n: i }); }, [args.channel, args.live]);
-    for (const tab of tabs) await got(tab, args.live);
+    await tabs[0].evaluate(async ([chs, n]) => {
+      for (let i = 1; i <= n; i++) for (const ch of chs) await window.hub.publish(ch, { n: i });
+    }, [[a, b], args.live]);
+    await got(tabs[0], args.before + args.live);
+    await got(tabs[1], args.before + 2 * args.live);
     const recs = [];
-    for (const tab of tabs) recs.push(await record(tab));
+    for (const tab of tabs) {
+      recs.push({ ...(await record(tab)), byChannel: await tab.evaluate(() => window.byChannel) });
+    }
     await ctx.close();
-    return { subscribers: info.subscribers, worker, tabs: recs };
+    return { subscribers: info, worker, tabs: recs };
   },
 
   async token(browser) {
