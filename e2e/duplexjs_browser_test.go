@@ -252,7 +252,14 @@ func TestDuplexJSAutoFallback(t *testing.T) {
 // from the start; the hub sees one subscriber of each channel (one
 // connection, held by the SharedWorker), and each tab gets every message
 // of its channels once, in order: history first, then live.
+// Without a SharedWorker each tab runs its own connection, as without
+// the flag.
 func TestDuplexJSSharedWorker(t *testing.T) {
+	t.Run("worker", func(t *testing.T) { testShared(t, false) })
+	t.Run("no-worker", func(t *testing.T) { testShared(t, true) })
+}
+
+func testShared(t *testing.T, noWorker bool) {
 	h := hubtest.Start(t, nil)
 	const before, live = 3, 4
 	for n := 1; n <= before; n++ {
@@ -266,12 +273,16 @@ func TestDuplexJSSharedWorker(t *testing.T) {
 			ByChannel map[string][]uint64 `json:"byChannel"`
 		} `json:"tabs"`
 	}
-	runDuplexJS(t, "shared", map[string]any{"url": h.URL, "channels": []string{"djsshareda", "djssharedb"}, "before": before, "live": live}, &res, nil)
-	if res.Worker != "function" {
-		t.Fatalf("chromium has no SharedWorker (%s): the test cannot tell sharing from falling back", res.Worker)
+	runDuplexJS(t, "shared", map[string]any{"url": h.URL, "channels": []string{"djsshareda", "djssharedb"}, "before": before, "live": live, "noWorker": noWorker}, &res, nil)
+	wantWorker, wantSubs := "function", "[1 1]"
+	if noWorker {
+		wantWorker, wantSubs = "undefined", "[2 1]"
 	}
-	if fmt.Sprint(res.Subscribers) != "[1 1]" {
-		t.Errorf("the hub counts %v subscribers of the two channels for two shared tabs, want one each", res.Subscribers)
+	if res.Worker != wantWorker {
+		t.Fatalf("typeof SharedWorker is %s in the tabs, want %s", res.Worker, wantWorker)
+	}
+	if fmt.Sprint(res.Subscribers) != wantSubs {
+		t.Errorf("the hub counts %v subscribers of the two channels for two shared tabs, want %s", res.Subscribers, wantSubs)
 	}
 	if len(res.Tabs) != 2 {
 		t.Fatalf("%d tabs reported", len(res.Tabs))

@@ -14,7 +14,7 @@
 //     context subscribe with shared: true, tab 1 to a from offset 0, then
 //     tab 2 to a (from 0) and b; reports the hub's subscriber counts of a
 //     and b, then publishes `live` to each from tab 1 and reports what
-//     each tab got, by channel.
+//     each tab got, by channel. noWorker: the tabs have no SharedWorker.
 //   token {url, channel, secret, ttl, transport}: the page's token is a
 //     function minting HS256 tokens that live ttl seconds (signed here, in
 //     Node); reports offsets received before and after the first token's
@@ -113,6 +113,7 @@ const scenarios = {
     const [a, b] = args.channels;
     for (const [i, tab] of tabs.entries()) {
       watch(tab, `tab${i + 1}`);
+      if (args.noWorker) await tab.addInitScript(() => { delete window.SharedWorker; });
       await tab.goto(`${args.url}/healthz`);
     }
     // Tab 1 takes channel a from the start; tab 2 joins later with a and b
