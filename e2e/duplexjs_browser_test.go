@@ -78,6 +78,7 @@ type jsRecord struct {
 	Gaps       []uint64  `json:"gaps"`
 	States     []jsState `json:"states"`
 	Errors     []string  `json:"errors"`
+	Logs       []string  `json:"logs"`
 	TokenCalls int       `json:"tokenCalls"`
 	Transport  string    `json:"transport"`
 	State      string    `json:"state"`
@@ -125,10 +126,51 @@ func blockingFront(t *testing.T, hubURL string, block ...string) string {
 			acceptThenDrop(t, w, r)
 		case r.URL.Path == "/v1/sse" && blocked["sse"], r.URL.Path == "/v1/stream" && blocked["stream"]:
 			http.NotFound(w, r)
+		case r.URL.Path == "/v1/stream" && blocked["garble"]:
+			garbleStream(t, hubURL, w, r)
 		default:
 			rp.ServeHTTP(w, r)
 		}
 	}))
+}
+
+// garbleStream relays the hub's NDJSON stream with every line split over
+// two writes (and so, here, two chunks) and a malformed line after each
+// heartbeat.
+func garbleStream(t *testing.T, hubURL string, w http.ResponseWriter, r *http.Request) {
+	req, err := http.NewRequestWithContext(r.Context(), "GET", hubURL+r.URL.RequestURI(), nil)
+	if err != nil {
+		t.Errorf("garble: %v", err)
+		return
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return // the page went away
+	}
+	defer res.Body.Close()
+	for k, v := range res.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(res.StatusCode)
+	rc := http.NewResponseController(w)
+	br := bufio.NewReader(res.Body)
+	for {
+		line, err := br.ReadBytes('\n')
+		half := len(line) / 2
+		for _, part := range [][]byte{line[:half], line[half:]} {
+			if _, werr := w.Write(part); werr != nil {
+				return
+			}
+			rc.Flush()
+		}
+		if err != nil {
+			return
+		}
+		if strings.Contains(string(line), `"heartbeat"`) {
+			w.Write([]byte("{\"type\":\n"))
+			rc.Flush()
+		}
+	}
 }
 
 // acceptThenDrop answers a WebSocket handshake with 101 and closes the
@@ -228,6 +270,9 @@ func TestDuplexJSAutoFallback(t *testing.T) {
 		{[]string{"ws-dies"}, "sse"},
 		{[]string{"ws", "sse"}, "ndjson"},
 		{[]string{"ws", "sse", "stream"}, "poll"},
+		// Not a refusal: a malformed line in the NDJSON stream is
+		// reported (opts.log) and skipped, and the stream goes on.
+		{[]string{"ws", "sse", "garble"}, "ndjson"},
 	}
 	for i, c := range cases {
 		t.Run(strings.Join(c.block, "+")+"->"+c.want, func(t *testing.T) {
@@ -243,6 +288,18 @@ func TestDuplexJSAutoFallback(t *testing.T) {
 				t.Fatalf("auto uses %s, want %s (states %+v)", res.Transport, c.want, res.States)
 			}
 			wantOffsets(t, "received", res.Offsets, before+2*live)
+			if strings.Contains(strings.Join(c.block, ","), "garble") {
+				bad := 0
+				for _, l := range res.Logs {
+					if strings.Contains(l, "ndjson: malformed line") {
+						bad++
+					}
+				}
+				// One opening heartbeat for each of the two connections (before and after the cut).
+				if bad < 2 || len(res.Errors) != 0 {
+					t.Errorf("log %q, errors %v: want each malformed line reported, none fatal", res.Logs, res.Errors)
+				}
+			}
 		})
 	}
 }

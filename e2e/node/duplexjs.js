@@ -51,9 +51,9 @@ function mint(secret, claims) {
 function subscribeIn(page, opts) {
   return page.evaluate(async ({ channel, transport, shared, cursor, tokenFn }) => {
     const { connect } = await import('/duplex.js');
-    window.rec = { offsets: [], gaps: [], states: [], errors: [], disconnects: [], tokenCalls: 0 };
+    window.rec = { offsets: [], gaps: [], states: [], errors: [], disconnects: [], logs: [], tokenCalls: 0 };
     window.byChannel = {};
-    const o = { transport, shared, backoff: { base: 100, cap: 1000 } };
+    const o = { transport, shared, backoff: { base: 100, cap: 1000 }, log: (l) => window.rec.logs.push(l) };
     if (tokenFn) o.token = async () => { window.rec.tokenCalls++; return window.mintToken(); };
     window.hub = connect('', o);
     window.sub = window.hub.subscribe(channel, {
