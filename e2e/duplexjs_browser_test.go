@@ -359,19 +359,38 @@ func testShared(t *testing.T, noWorker bool) {
 // TestDuplexJSTokenRefresh: on a hub with a JWT secret, the page's token
 // is a function minting 2-second tokens. The hub ends the first token's
 // connection when it expires; duplex.js asks the function again and the
-// subscription goes on receiving, on every streaming transport.
+// subscription goes on receiving, on every streaming transport. A first
+// token already expired is refused and replaced, on every transport.
 func TestDuplexJSTokenRefresh(t *testing.T) {
 	secret := "browser-secret"
 	h := hubtest.Start(t, &hubtest.Options{Server: server.Config{JWTSecret: []byte(secret)}})
-	for _, tr := range []string{"ws", "sse", "ndjson"} {
-		t.Run(tr, func(t *testing.T) {
+	cases := []struct {
+		transport    string
+		expiredFirst bool
+	}{
+		{"ws", false}, {"sse", false}, {"ndjson", false},
+		// The first token is refused (401, or a handshake that fails):
+		// the function is asked again and the subscription opens.
+		{"ws", true}, {"sse", true}, {"ndjson", true}, {"poll", true},
+	}
+	for _, c := range cases {
+		tr := c.transport
+		name := tr
+		if c.expiredFirst {
+			name += "-expired-first"
+		}
+		t.Run(name, func(t *testing.T) {
 			var res struct {
 				jsRecord
 				FirstExp      float64 `json:"firstExp"`
 				ReconnectedAt float64 `json:"reconnectedAt"`
 				Minted        int     `json:"minted"`
 			}
-			runDuplexJS(t, "token", map[string]any{"url": h.URL, "channel": "djstok" + tr, "secret": secret, "ttl": 2, "transport": tr}, &res, nil)
+			var noise *regexp.Regexp // what chromium says of the 401s this case makes on purpose
+			if c.expiredFirst {
+				noise = regexp.MustCompile(`WebSocket connection to .* failed: HTTP Authentication failed|EventSource's response has a .* that is not|status of 401 \(Unauthorized\)`)
+			}
+			runDuplexJS(t, "token", map[string]any{"url": h.URL, "channel": "djstok" + name, "secret": secret, "ttl": 2, "transport": tr, "expiredFirst": c.expiredFirst}, &res, noise)
 			wantOffsets(t, "received", res.Offsets, 2)
 			if len(res.Errors) != 0 {
 				t.Errorf("errors %v", res.Errors)

@@ -15,10 +15,11 @@
 //     tab 2 to a (from 0) and b; reports the hub's subscriber counts of a
 //     and b, then publishes `live` to each from tab 1 and reports what
 //     each tab got, by channel. noWorker: the tabs have no SharedWorker.
-//   token {url, channel, secret, ttl, transport}: the page's token is a
-//     function minting HS256 tokens that live ttl seconds (signed here, in
-//     Node); reports offsets received before and after the first token's
-//     connection ended at its expiry.
+//   token {url, channel, secret, ttl, transport, expiredFirst}: the page's
+//     token is a function minting HS256 tokens that live ttl seconds
+//     (signed here, in Node; with expiredFirst the first has expired
+//     already, so the hub answers 401); reports offsets received before
+//     and after the first token's connection ended.
 //   offline {url, channel, transport}: the browser context goes offline
 //     and the subscription is cut; it must not retry until the context is
 //     back online, then get what was published meanwhile.
@@ -143,7 +144,8 @@ const scenarios = {
     watch(page, 'page');
     const exps = [];
     await page.exposeFunction('mintToken', () => {
-      const exp = Math.floor(Date.now() / 1000) + args.ttl;
+      // expiredFirst: the first token has expired already (past the hub's 5 s leeway).
+      const exp = Math.floor(Date.now() / 1000) + (args.expiredFirst && exps.length === 0 ? -60 : args.ttl);
       exps.push(exp);
       return mint(args.secret, { sub: 'browser', exp, subscribe: ['*'], publish: ['*'] });
     });
