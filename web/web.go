@@ -1,5 +1,6 @@
 // Package web holds the browser client module duplex.js and the live demo
-// page, embedded in the binary and served at /duplex.js and /.
+// page, embedded in the binary and served at /duplex.js and / (with the
+// page's own /demo.js and /demo.css).
 package web
 
 import (
@@ -10,8 +11,8 @@ import (
 //go:embed static
 var static embed.FS
 
-// Handler serves the embedded files: / is the demo page, /duplex.js the
-// client module.
+// Handler serves the embedded files: / is the demo page (its script and
+// style at /demo.js and /demo.css), /duplex.js the client module.
 func Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name := "static/index.html"
@@ -19,6 +20,10 @@ func Handler() http.Handler {
 		switch r.URL.Path {
 		case "/duplex.js":
 			name, ctype = "static/duplex.js", "text/javascript; charset=utf-8"
+		case "/demo.js":
+			name, ctype = "static/demo.js", "text/javascript; charset=utf-8"
+		case "/demo.css":
+			name, ctype = "static/demo.css", "text/css; charset=utf-8"
 		case "/":
 		default:
 			http.NotFound(w, r)
