@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -95,7 +96,8 @@ type Config struct {
 	// an HS256 token signed with it (see Claims). Empty means open.
 	JWTSecret []byte
 
-	// Web serves / and /duplex.js. Nil serves 404 there.
+	// Web serves / and top-level files (/duplex.js, /duplex.d.ts, …; see
+	// webPath). Nil serves 404 there.
 	Web http.Handler
 
 	// Collectors are registered on /metrics beside the hub's series: the
@@ -223,10 +225,11 @@ func methodNotAllowed(allow string) http.HandlerFunc {
 	}
 }
 
-// handleRoot serves the web client at / and /duplex.js, and JSON 404s
-// everywhere else.
+// handleRoot serves the web client at / and at top-level file names
+// (/duplex.js, /duplex.d.ts, /duplex-worker.js, the demo page's files:
+// Web decides which exist), and JSON 404s everywhere else.
 func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.Web != nil && (r.URL.Path == "/" || r.URL.Path == "/duplex.js" || r.URL.Path == "/favicon.ico") {
+	if s.cfg.Web != nil && webPath(r.URL.Path) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			methodNotAllowed("GET, HEAD")(w, r)
 			return
@@ -235,6 +238,13 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeError(w, msg.Errorf(msg.CodeNotFound, "no such endpoint: %s", r.URL.Path))
+}
+
+// webPath reports whether p is one Config.Web may serve: / or a file name
+// at the top level (a dot in it, no further slash), so the web package can
+// add a file without the server knowing its name.
+func webPath(p string) bool {
+	return p == "/" || (strings.LastIndexByte(p, '/') == 0 && strings.Contains(p, "."))
 }
 
 // ServeHTTP implements http.Handler.
