@@ -99,7 +99,7 @@ func TestWebDemoBurst(t *testing.T) {
 	h := hubtest.Start(t, nil)
 	p := startDemoPage(t)
 	p.open(h.URL+"/?channel=burst&interval=1", 1280, 800)
-	p.waitPanes("p.state === 'open'", 30*time.Second)
+	p.waitPanes(panesStarted, 30*time.Second)
 	const n = 500
 	p.fill("#burst input[name=count]", n)
 	p.fill("#burst input[name=rate]", 250)
@@ -184,7 +184,7 @@ func TestWebDemoHubRestartRedis(t *testing.T) {
 	p := startDemoPage(t)
 	p.allowNetworkErrors = true // requests refused while the hub is down
 	p.open(h1.URL+"/?channel="+channel+"&interval=1", 1280, 800)
-	p.waitPanes("p.state === 'open'", 30*time.Second)
+	p.waitPanes(panesStarted, 30*time.Second)
 	hc := &http.Client{}
 	for n := 1; n <= 20; n++ {
 		postMessage(t, hc, h1.URL, channel, n)
@@ -227,7 +227,7 @@ func TestWebDemoHubRestartMemoryGap(t *testing.T) {
 	p := startDemoPage(t)
 	p.allowNetworkErrors = true
 	p.open(h1.URL+"/?channel="+channel+"&interval=1", 1280, 800)
-	p.waitPanes("p.state === 'open'", 30*time.Second)
+	p.waitPanes(panesStarted, 30*time.Second)
 	hc := &http.Client{}
 	for n := 1; n <= 20; n++ {
 		postMessage(t, hc, h1.URL, channel, n)
@@ -285,6 +285,11 @@ func restartOn(t *testing.T, addr string, opts *hubtest.Options) *hubtest.Hub {
 	opts.Listener = ln
 	return hubtest.Start(t, opts)
 }
+
+// panesStarted holds once every pane has made its first request. (Not
+// "open": duplex.js calls a long poll open once its first answer came,
+// which on an idle channel is the poll timeout later.)
+const panesStarted = "p.stats().requests > 0 && p.state !== 'closed'"
 
 // paneView is what window.duplexDemo.panes[kind] says of one pane.
 type paneView struct {

@@ -119,9 +119,14 @@ class OffsetCheck {
 
   message(env) {
     if (env.epoch !== this.epoch) {
-      this.unannounced++;
+      // An empty epoch is a channel nothing was published to yet (the Redis
+      // engine gives it its epoch with the first publish): its first epoch
+      // continues from where we were. Any other change needs a gap first.
+      if (this.epoch !== '') {
+        this.unannounced++;
+        this.last = env.offset - 1;
+      }
       this.epoch = env.epoch;
-      this.last = env.offset - 1;
     }
     if (env.offset <= this.last) { this.duplicated++; return false; }
     if (env.offset > this.last + 1) this.lost += env.offset - this.last - 1;
@@ -360,7 +365,9 @@ class RestPane extends Pane {
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     this.counts.ok++;
     const page = JSON.parse(text);
-    if (page.epoch !== this.epoch) {
+    if (this.epoch === '' && page.epoch !== '') {
+      this.epoch = page.epoch; // the channel's first publish named its epoch
+    } else if (page.epoch !== this.epoch) {
       // The channel started again (a hub without persistent history
       // restarted): everything of the old epoch after our position is gone.
       this.counts.gaps++;
