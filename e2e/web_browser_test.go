@@ -92,8 +92,8 @@ func TestWebDemoAutoFallsBackToSSE(t *testing.T) {
 // publishes 500 messages while every pane's connection is cut once; each
 // pane receives all 500 in order with nothing lost or repeated, and its
 // counters say so; the request/response pane is answered 304 once the
-// channel is idle. Screenshots at laptop and phone sizes are kept (path in
-// the log), and the layout is checked at both: five panes in a row, then
+// channel is idle. Screenshots at laptop and phone sizes (and the laptop
+// in dark mode) are kept (path in the log), and the layout is checked at each: five panes in a row, then
 // stacked, with nothing wider than the screen.
 func TestWebDemoBurst(t *testing.T) {
 	h := hubtest.Start(t, nil)
@@ -137,9 +137,14 @@ func TestWebDemoBurst(t *testing.T) {
 	}
 	t.Logf("screenshots in %s", dir)
 	fmt.Printf("web demo screenshots: %s\n", dir)
-	for _, size := range [][2]int{{1280, 800}, {390, 844}} {
-		path := filepath.Join(dir, fmt.Sprintf("demo-%dx%d.png", size[0], size[1]))
-		p.call(map[string]any{"cmd": "screenshot", "path": path, "width": size[0], "height": size[1]})
+	shots := []struct {
+		size   [2]int
+		scheme string
+	}{{[2]int{1280, 800}, "light"}, {[2]int{390, 844}, "light"}, {[2]int{1280, 800}, "dark"}}
+	for _, shot := range shots {
+		size := shot.size
+		path := filepath.Join(dir, fmt.Sprintf("demo-%dx%d-%s.png", size[0], size[1], shot.scheme))
+		p.call(map[string]any{"cmd": "screenshot", "path": path, "width": size[0], "height": size[1], "scheme": shot.scheme})
 		if st, err := os.Stat(path); err != nil || st.Size() == 0 {
 			t.Errorf("screenshot %s: %v", path, err)
 		}

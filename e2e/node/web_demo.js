@@ -10,7 +10,7 @@
 //   {"cmd":"fill","selector":S,"value":V}        type V into the field S
 //   {"cmd":"press","selector":S,"key":K}         focus S and press K (keyboard use)
 //   {"cmd":"click","selector":S}
-//   {"cmd":"screenshot","path":P,"width":W,"height":H}
+//   {"cmd":"screenshot","path":P,"width":W,"height":H,"scheme":"light"|"dark"}
 //   {"cmd":"quit"}
 // Every answer is {"ok":true,"value":…} or {"ok":false,"error":"…"}, plus
 // "console": the page errors and console errors seen since the last answer,
@@ -47,6 +47,7 @@ const chromium = require('./browser');
     async click(c) { await page.click(c.selector); return true; },
     async screenshot(c) {
       if (c.width) await page.setViewportSize({ width: c.width, height: c.height });
+      await page.emulateMedia({ colorScheme: c.scheme || 'light' });
       // Let the panes lay out and redraw at the new size first.
       await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
       await page.screenshot({ path: c.path, fullPage: true });

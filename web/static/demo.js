@@ -501,6 +501,8 @@ async function main() {
     pane.render();
     Pane.all = (Pane.all || []).concat(pane);
   }
+  // The sparklines take their colour from the scheme: redraw on a switch.
+  matchMedia('(prefers-color-scheme: dark)').addEventListener('change', () => Pane.all.forEach((p) => p.redraw()));
   // Every pane starts at the same position, so their offset checks are
   // exact from the first message on.
   const info = await channelInfo();
