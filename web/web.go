@@ -24,7 +24,7 @@ const (
 // those (and answers JSON 404s itself everywhere else).
 func Serves(path string) bool {
 	_, _, ok := file(path)
-	return ok
+	return ok || path == "/favicon.ico"
 }
 
 // file maps a URL path to its embedded file and content type. One case a
@@ -52,6 +52,10 @@ func file(path string) (name, ctype string, ok bool) {
 // SharedWorker. Anything else is a JSON 404 like the hub's.
 func Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/favicon.ico" {
+			w.WriteHeader(http.StatusNoContent) // no icon, and no 404 in the console
+			return
+		}
 		name, ctype, ok := file(r.URL.Path)
 		if !ok {
 			w.Header().Set("Content-Type", "application/json")

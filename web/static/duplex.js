@@ -415,12 +415,13 @@ class Subscription {
 
   async run() {
     let failures = 0; // of the transport now tried, in a row
-    let index = 0;
+    let current = null; // the transport tried now, in candidates()
     this.attempt = 0;
     try {
       while (!this.closed) {
         const list = this.candidates();
-        const t = list[Math.min(index, list.length - 1)];
+        const index = Math.max(0, list.indexOf(current));
+        const t = current = list[index];
         this.transport = t;
         this.handlers.transport?.(t);
         if (this.attempt === 0) this.emit('connecting');
@@ -447,9 +448,9 @@ class Subscription {
           this.attempt = 0;
           if (this.hub.transport === 'auto') this.hub.working = t;
         } else if (!this.cutting && (r.refused || ++failures >= FAILURES_TO_FALL_BACK) && index < list.length - 1) {
-          index++; // this transport is refused or keeps failing here: fall back
+          current = list[index + 1]; // this transport is refused or keeps failing here: fall back
           failures = 0;
-          this.hub.log(`${t}: giving up, trying ${list[index]}`);
+          this.hub.log(`${t}: giving up, trying ${current}`);
         }
         this.counts.reconnects++;
         this.attempt++;
@@ -635,8 +636,10 @@ class Subscription {
     while (!this.closed && !ac.signal.aborted) {
       const params = this.channels.map((ch) => ['channel', ch]);
       if (Object.keys(this.cur).length) params.push(['cursor', this.cursor()]);
-      // Channels without a cursor learn "now" from an immediate first answer.
-      const now = this.channels.some((ch) => !this.cur[ch]);
+      // The first poll of a connection is answered at once (timeout=0): it
+      // says the hub is there (state 'open'), and channels without a cursor
+      // learn "now" from it.
+      const now = !opened || this.channels.some((ch) => !this.cur[ch]);
       params.push(['timeout', now ? '0' : `${this.hub.pollTimeout}s`]);
       let res, text;
       this.counts.requests++;

@@ -1,0 +1,351 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/duplexhq/duplex/internal/hubtest"
+	"github.com/duplexhq/duplex/internal/server"
+)
+
+// runDuplexJS runs e2e/node/duplexjs.js's scenario in chromium, decodes
+// its JSON line into out, and fails t on any console error or page error
+// that allowed does not match (nil: none is allowed).
+func runDuplexJS(t *testing.T, scenario string, args any, out any, allowed *regexp.Regexp) {
+	t.Helper()
+	needPeer(t, "node", "/usr/bin/chromium")
+	a, err := json.Marshal(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	b, err := exec.CommandContext(ctx, "node", "node/duplexjs.js", scenario, string(a)).Output()
+	if err != nil {
+		t.Fatalf("duplexjs.js %s: %v\n%s", scenario, err, stderrOf(err))
+	}
+	var c struct {
+		Console []string `json:"console"`
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		t.Fatalf("duplexjs.js printed %q: %v", b, err)
+	}
+	for _, line := range c.Console {
+		if allowed == nil || !allowed.MatchString(line) {
+			t.Errorf("console error in the page: %s", line)
+		}
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		t.Fatalf("duplexjs.js printed %q: %v", b, err)
+	}
+}
+
+type jsStats struct {
+	Transport  string `json:"transport"`
+	State      string `json:"state"`
+	Messages   int    `json:"messages"`
+	Bytes      int    `json:"bytes"`
+	Requests   int    `json:"requests"`
+	Reconnects int    `json:"reconnects"`
+	Gaps       int    `json:"gaps"`
+}
+
+type jsState struct {
+	State     string `json:"state"`
+	Transport string `json:"transport"`
+	Attempt   int    `json:"attempt"`
+	Delay     *int   `json:"delay"`
+	Reason    string `json:"reason"`
+}
+
+type jsRecord struct {
+	Offsets    []uint64  `json:"offsets"`
+	Gaps       []uint64  `json:"gaps"`
+	States     []jsState `json:"states"`
+	Errors     []string  `json:"errors"`
+	TokenCalls int       `json:"tokenCalls"`
+	Transport  string    `json:"transport"`
+	State      string    `json:"state"`
+	Stats      jsStats   `json:"stats"`
+	Cursor     string    `json:"cursor"`
+}
+
+// wantOffsets fails t unless got is 1..n, once each, in order.
+func wantOffsets(t *testing.T, what string, got []uint64, n int) {
+	t.Helper()
+	ok := len(got) == n
+	for i := 0; ok && i < n; i++ {
+		ok = got[i] == uint64(i+1)
+	}
+	if !ok {
+		t.Fatalf("%s: offsets %v, want 1..%d once each, in order", what, got, n)
+	}
+}
+
+// blockingFront is a reverse proxy before a hub that refuses what the
+// browser fallback test needs refused: "ws" answers WebSocket upgrades
+// 403, "ws-dies" completes them and drops the connection at once (a
+// transport that opens and keeps dying), "sse" and "stream" answer 404 on
+// /v1/sse and /v1/stream. Everything else goes through, streamed.
+func blockingFront(t *testing.T, hubURL string, block ...string) string {
+	t.Helper()
+	target, err := url.Parse(hubURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.FlushInterval = -1
+	// The page aborting a stream (a cut, a fallback) is no error here.
+	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) { w.WriteHeader(http.StatusBadGateway) }
+	blocked := map[string]bool{}
+	for _, b := range block {
+		blocked[b] = true
+	}
+	return hubtest.ServeHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		upgrade := strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+		switch {
+		case upgrade && blocked["ws"]:
+			http.Error(w, "no WebSocket here", http.StatusForbidden)
+		case upgrade && blocked["ws-dies"]:
+			acceptThenDrop(t, w, r)
+		case r.URL.Path == "/v1/sse" && blocked["sse"], r.URL.Path == "/v1/stream" && blocked["stream"]:
+			http.NotFound(w, r)
+		default:
+			rp.ServeHTTP(w, r)
+		}
+	}))
+}
+
+// acceptThenDrop answers a WebSocket handshake with 101 and closes the
+// TCP connection: the browser sees the socket open, then 1006.
+func acceptThenDrop(t *testing.T, w http.ResponseWriter, r *http.Request) {
+	sum := sha1.Sum([]byte(r.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	conn, rw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		t.Errorf("hijack: %v", err)
+		return
+	}
+	defer conn.Close()
+	fmt.Fprintf(rw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\nSec-WebSocket-Protocol: duplex.v1\r\n\r\n",
+		base64.StdEncoding.EncodeToString(sum[:]))
+	rw.Flush()
+}
+
+// TestDuplexJSTransports: duplex.js in chromium on each transport gets
+// history and live messages once each, in order; sub.cut() reconnects at
+// once and resumes with nothing lost; stats() counts what came; publish
+// and both forms of history work; the states go connecting → open →
+// reconnecting (delay 0 after a cut) → open.
+func TestDuplexJSTransports(t *testing.T) {
+	h := hubtest.Start(t, nil)
+	for i, tr := range []string{"ws", "sse", "ndjson", "poll"} {
+		t.Run(tr, func(t *testing.T) {
+			channel := fmt.Sprintf("djs%d", i)
+			const before, live = 5, 5
+			for n := 1; n <= before; n++ {
+				postMessage(t, &http.Client{}, h.URL, channel, n)
+			}
+			var res struct {
+				jsRecord
+				BeforeCut jsStats    `json:"beforeCut"`
+				Published []uint64   `json:"published"`
+				History   [][]uint64 `json:"history"`
+			}
+			runDuplexJS(t, "roundtrip", map[string]any{"url": h.URL, "channel": channel, "transport": tr, "before": before, "live": live}, &res, nil)
+			const n = before + 2*live
+			wantOffsets(t, "received", res.Offsets, n)
+			if res.Transport != tr || res.Stats.Transport != tr {
+				t.Errorf("transport %s (stats %s), want %s", res.Transport, res.Stats.Transport, tr)
+			}
+			if len(res.Errors) != 0 || len(res.Gaps) != 0 {
+				t.Errorf("errors %v, gaps %v", res.Errors, res.Gaps)
+			}
+			s := res.Stats
+			if s.Messages != n || s.Reconnects != res.BeforeCut.Reconnects+1 || s.Bytes <= res.BeforeCut.Bytes || s.Requests <= res.BeforeCut.Requests || s.State != "open" {
+				t.Errorf("stats %+v (before the cut %+v): want %d messages, one reconnect more, more bytes and requests", s, res.BeforeCut, n)
+			}
+			if got := fmt.Sprint(res.History); got != "[[3 4 5] [5 6]]" {
+				t.Errorf("history(ch, 2, 3) and history(ch, {after: 4, limit: 2}): %s", got)
+			}
+			if got := res.States; len(got) < 4 || got[0].State != "connecting" || got[1].State != "open" || got[1].Transport != tr {
+				t.Errorf("states %+v: want connecting, open over %s first", got, tr)
+			} else {
+				var cut *jsState
+				for i := range got {
+					if got[i].State == "reconnecting" {
+						cut = &got[i]
+					}
+				}
+				if cut == nil || cut.Attempt != 1 || cut.Delay == nil || *cut.Delay != 0 || got[len(got)-1].State != "open" {
+					t.Errorf("states %+v: want a reconnecting {attempt 1, delay 0} after the cut, then open", got)
+				}
+			}
+			if !strings.HasPrefix(res.Cursor, channel+":") || !strings.HasSuffix(res.Cursor, fmt.Sprintf(":%d", n)) {
+				t.Errorf("cursor %q after %d messages", res.Cursor, n)
+			}
+		})
+	}
+}
+
+// The console lines chromium writes for a refused WebSocket, EventSource
+// or fetch: the refusal the fallback test makes on purpose.
+var refusalNoise = regexp.MustCompile(`WebSocket connection to '.*/v1/ws.*' failed|EventSource's response has a .* that is not|Failed to load resource: the server responded with a status of (403|404)`)
+
+// TestDuplexJSAutoFallback: behind a front that refuses WebSocket, auto
+// lands on SSE; also refusing SSE, on NDJSON; also refusing the NDJSON
+// stream, on long polling. A WebSocket that opens and dies at once each
+// time is given up for SSE too. Each receives its messages once, in order.
+func TestDuplexJSAutoFallback(t *testing.T) {
+	h := hubtest.Start(t, nil)
+	cases := []struct {
+		block []string
+		want  string
+	}{
+		{[]string{"ws"}, "sse"},
+		{[]string{"ws-dies"}, "sse"},
+		{[]string{"ws", "sse"}, "ndjson"},
+		{[]string{"ws", "sse", "stream"}, "poll"},
+	}
+	for i, c := range cases {
+		t.Run(strings.Join(c.block, "+")+"->"+c.want, func(t *testing.T) {
+			front := blockingFront(t, h.URL, c.block...)
+			channel := fmt.Sprintf("djsfall%d", i)
+			const before, live = 3, 3
+			for n := 1; n <= before; n++ {
+				postMessage(t, &http.Client{}, h.URL, channel, n)
+			}
+			var res jsRecord
+			runDuplexJS(t, "roundtrip", map[string]any{"url": front, "channel": channel, "transport": "auto", "before": before, "live": live}, &res, refusalNoise)
+			if res.Transport != c.want {
+				t.Fatalf("auto uses %s, want %s (states %+v)", res.Transport, c.want, res.States)
+			}
+			wantOffsets(t, "received", res.Offsets, before+2*live)
+		})
+	}
+}
+
+// TestDuplexJSSharedWorker: two tabs of one browser context subscribe
+// with shared: true; the hub sees one subscriber of the channel (one
+// connection, held by the SharedWorker), and both tabs get every message.
+func TestDuplexJSSharedWorker(t *testing.T) {
+	h := hubtest.Start(t, nil)
+	var res struct {
+		Subscribers int        `json:"subscribers"`
+		Worker      string     `json:"worker"`
+		Tabs        []jsRecord `json:"tabs"`
+	}
+	const live = 4
+	runDuplexJS(t, "shared", map[string]any{"url": h.URL, "channel": "djsshared", "live": live}, &res, nil)
+	if res.Worker != "function" {
+		t.Fatalf("chromium has no SharedWorker (%s): the test cannot tell sharing from falling back", res.Worker)
+	}
+	if res.Subscribers != 1 {
+		t.Errorf("the hub counts %d subscribers of the channel for two shared tabs, want 1", res.Subscribers)
+	}
+	for i, tab := range res.Tabs {
+		wantOffsets(t, fmt.Sprintf("tab %d", i+1), tab.Offsets, live)
+		if tab.Transport != "ws" || tab.Stats.Messages != live {
+			t.Errorf("tab %d: transport %s, stats %+v", i+1, tab.Transport, tab.Stats)
+		}
+	}
+}
+
+// TestDuplexJSTokenRefresh: on a hub with a JWT secret, the page's token
+// is a function minting 2-second tokens. The hub ends the first token's
+// connection when it expires; duplex.js asks the function again and the
+// subscription goes on receiving, on every streaming transport.
+func TestDuplexJSTokenRefresh(t *testing.T) {
+	secret := "browser-secret"
+	h := hubtest.Start(t, &hubtest.Options{Server: server.Config{JWTSecret: []byte(secret)}})
+	for _, tr := range []string{"ws", "sse", "ndjson"} {
+		t.Run(tr, func(t *testing.T) {
+			var res struct {
+				jsRecord
+				FirstExp      float64 `json:"firstExp"`
+				ReconnectedAt float64 `json:"reconnectedAt"`
+				Minted        int     `json:"minted"`
+			}
+			runDuplexJS(t, "token", map[string]any{"url": h.URL, "channel": "djstok" + tr, "secret": secret, "ttl": 2, "transport": tr}, &res, nil)
+			wantOffsets(t, "received", res.Offsets, 2)
+			if len(res.Errors) != 0 {
+				t.Errorf("errors %v", res.Errors)
+			}
+			if res.ReconnectedAt < res.FirstExp {
+				t.Errorf("reconnected at %.1f, before the first token's exp %.0f: not the expiry this test is about", res.ReconnectedAt, res.FirstExp)
+			}
+			if res.TokenCalls < 2 || res.Minted < 2 {
+				t.Errorf("token function called %d times (%d minted), want at least 2", res.TokenCalls, res.Minted)
+			}
+		})
+	}
+}
+
+// docsChatPage returns the HTML block of docs/client.md's "Browser:
+// duplex.js" section.
+func docsChatPage(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../docs/client.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	i := strings.Index(doc, "\n## Browser: duplex.js")
+	if i < 0 {
+		t.Fatal(`docs/client.md has no "## Browser: duplex.js" section`)
+	}
+	sc := bufio.NewScanner(strings.NewReader(doc[i:]))
+	var page []string
+	in := false
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case !in && line == "```html":
+			in = true
+		case in && line == "```":
+			return strings.Join(page, "\n") + "\n"
+		case in:
+			page = append(page, line)
+		}
+	}
+	t.Fatal("no ```html block in docs/client.md's browser section")
+	return ""
+}
+
+// TestDuplexJSDocsChatPage: the chat page of docs/client.md, saved as a
+// file and served by a plain file server on another loopback port (as
+// "python3 -m http.server" would), talks to the hub named in its ?hub=:
+// a message typed and sent comes back in its list.
+func TestDuplexJSDocsChatPage(t *testing.T) {
+	h := hubtest.Start(t, nil)
+	dir := t.TempDir()
+	page := docsChatPage(t)
+	if n := strings.Count(page, "\n"); n > 30 {
+		t.Errorf("the chat page is %d lines; the docs promise about 20", n)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "chat.html"), []byte(page), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	files := hubtest.ServeHandler(t, http.FileServer(http.Dir(dir)))
+	var res struct {
+		Items []string `json:"items"`
+	}
+	text := fmt.Sprintf("hello from the docs %d", time.Now().UnixNano())
+	runDuplexJS(t, "chat", map[string]any{"url": files + "/chat.html?hub=" + url.QueryEscape(h.URL), "text": text}, &res, nil)
+	if len(res.Items) != 1 || res.Items[0] != text {
+		t.Fatalf("chat list %q, want just %q", res.Items, text)
+	}
+}
