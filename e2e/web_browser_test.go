@@ -414,7 +414,7 @@ func (p *demoPage) call(cmd map[string]any) json.RawMessage {
 	p.t.Helper()
 	v, errText := p.try(cmd)
 	if errText != "" {
-		state, _ := p.try(map[string]any{"cmd": "eval", "expr": paneViewsExpr})
+		state, _ := p.try(map[string]any{"cmd": "eval", "expr": paneSummaryExpr})
 		p.t.Fatalf("%v: %s\npanes: %s\nstderr: %s", cmd, errText, state, p.stderrText())
 	}
 	return v
@@ -504,6 +504,12 @@ const paneViewsExpr = `Object.fromEntries(Object.entries(window.duplexDemo.panes
 	stats: p.stats(), transport: p.sub ? p.sub.transport : '', lost: p.lost, duplicated: p.duplicated,
 	gaps: p.gaps, unannounced: p.unannounced, offsets: p.offsets, epoch: p.epoch, latency: p.latency,
 	check: document.querySelector('#pane-' + k + ' .check').textContent }]))`
+
+// paneSummaryExpr is paneViewsExpr short enough for a failure message:
+// the offsets as their count, first and last.
+const paneSummaryExpr = `window.duplexDemo && Object.fromEntries(Object.entries(window.duplexDemo.panes).map(([k, p]) => [k, {
+	stats: p.stats(), lost: p.lost, duplicated: p.duplicated, gaps: p.gaps, epoch: p.epoch,
+	offsets: p.offsets.length + ' (' + p.offsets[0] + '…' + p.offsets.at(-1) + ')' }]))`
 
 func (p *demoPage) panes() map[string]paneView {
 	p.t.Helper()
