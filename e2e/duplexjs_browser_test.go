@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -164,6 +165,7 @@ func TestDuplexJSTransports(t *testing.T) {
 				BeforeCut jsStats    `json:"beforeCut"`
 				Published []uint64   `json:"published"`
 				History   [][]uint64 `json:"history"`
+				HTTPPubs  int        `json:"httpPublishes"`
 			}
 			runDuplexJS(t, "roundtrip", map[string]any{"url": h.URL, "channel": channel, "transport": tr, "before": before, "live": live}, &res, nil)
 			const n = before + 2*live
@@ -177,6 +179,13 @@ func TestDuplexJSTransports(t *testing.T) {
 			s := res.Stats
 			if s.Messages != n || s.Reconnects != res.BeforeCut.Reconnects+1 || s.Bytes <= res.BeforeCut.Bytes || s.Requests <= res.BeforeCut.Requests || s.State != "open" {
 				t.Errorf("stats %+v (before the cut %+v): want %d messages, one reconnect more, more bytes and requests", s, res.BeforeCut, n)
+			}
+			// publish goes over the subscription's WebSocket when it has one.
+			if wantHTTP := map[bool]int{true: 0, false: 2 * live}[tr == "ws"]; res.HTTPPubs != wantHTTP {
+				t.Errorf("%d of %d publishes went over HTTP, want %d", res.HTTPPubs, 2*live, wantHTTP)
+			}
+			if want := fmt.Sprint(res.Offsets[before:]); fmt.Sprint(res.Published) != want {
+				t.Errorf("publish answered offsets %v, received %s", res.Published, want)
 			}
 			if got := fmt.Sprint(res.History); got != "[[3 4 5] [5 6]]" {
 				t.Errorf("history(ch, 2, 3) and history(ch, {after: 4, limit: 2}): %s", got)
@@ -239,29 +248,55 @@ func TestDuplexJSAutoFallback(t *testing.T) {
 }
 
 // TestDuplexJSSharedWorker: two tabs of one browser context subscribe
-// with shared: true; the hub sees one subscriber of the channel (one
-// connection, held by the SharedWorker), and both tabs get every message.
+// with shared: true, the second to one more channel and with a cursor
+// from the start; the hub sees one subscriber of each channel (one
+// connection, held by the SharedWorker), and each tab gets every message
+// of its channels once, in order: history first, then live.
+// Without a SharedWorker each tab runs its own connection, as without
+// the flag.
 func TestDuplexJSSharedWorker(t *testing.T) {
+	t.Run("worker", func(t *testing.T) { testShared(t, false) })
+	t.Run("no-worker", func(t *testing.T) { testShared(t, true) })
+}
+
+func testShared(t *testing.T, noWorker bool) {
 	h := hubtest.Start(t, nil)
+	const before, live = 3, 4
+	for n := 1; n <= before; n++ {
+		postMessage(t, &http.Client{}, h.URL, "djsshareda", n)
+	}
 	var res struct {
-		Subscribers int        `json:"subscribers"`
-		Worker      string     `json:"worker"`
-		Tabs        []jsRecord `json:"tabs"`
+		Subscribers []int  `json:"subscribers"`
+		Worker      string `json:"worker"`
+		Tabs        []struct {
+			jsRecord
+			ByChannel map[string][]uint64 `json:"byChannel"`
+		} `json:"tabs"`
 	}
-	const live = 4
-	runDuplexJS(t, "shared", map[string]any{"url": h.URL, "channel": "djsshared", "live": live}, &res, nil)
-	if res.Worker != "function" {
-		t.Fatalf("chromium has no SharedWorker (%s): the test cannot tell sharing from falling back", res.Worker)
+	runDuplexJS(t, "shared", map[string]any{"url": h.URL, "channels": []string{"djsshareda", "djssharedb"}, "before": before, "live": live, "noWorker": noWorker}, &res, nil)
+	wantWorker, wantSubs := "function", "[1 1]"
+	if noWorker {
+		wantWorker, wantSubs = "undefined", "[2 1]"
 	}
-	if res.Subscribers != 1 {
-		t.Errorf("the hub counts %d subscribers of the channel for two shared tabs, want 1", res.Subscribers)
+	if res.Worker != wantWorker {
+		t.Fatalf("typeof SharedWorker is %s in the tabs, want %s", res.Worker, wantWorker)
+	}
+	if fmt.Sprint(res.Subscribers) != wantSubs {
+		t.Errorf("the hub counts %v subscribers of the two channels for two shared tabs, want %s", res.Subscribers, wantSubs)
+	}
+	if len(res.Tabs) != 2 {
+		t.Fatalf("%d tabs reported", len(res.Tabs))
 	}
 	for i, tab := range res.Tabs {
-		wantOffsets(t, fmt.Sprintf("tab %d", i+1), tab.Offsets, live)
-		if tab.Transport != "ws" || tab.Stats.Messages != live {
-			t.Errorf("tab %d: transport %s, stats %+v", i+1, tab.Transport, tab.Stats)
+		wantOffsets(t, fmt.Sprintf("tab %d, channel a", i+1), tab.ByChannel["djsshareda"], before+live)
+		if tab.Transport != "ws" {
+			t.Errorf("tab %d: transport %s", i+1, tab.Transport)
 		}
 	}
+	if _, ok := res.Tabs[0].ByChannel["djssharedb"]; ok {
+		t.Errorf("tab 1 got channel b, which it did not subscribe to: %v", res.Tabs[0].ByChannel)
+	}
+	wantOffsets(t, "tab 2, channel b", res.Tabs[1].ByChannel["djssharedb"], live)
 }
 
 // TestDuplexJSTokenRefresh: on a hub with a JWT secret, the page's token
@@ -289,6 +324,67 @@ func TestDuplexJSTokenRefresh(t *testing.T) {
 			}
 			if res.TokenCalls < 2 || res.Minted < 2 {
 				t.Errorf("token function called %d times (%d minted), want at least 2", res.TokenCalls, res.Minted)
+			}
+		})
+	}
+}
+
+// TestDuplexJSOffline: while the browser is offline a cut subscription
+// waits (state reconnecting, reason offline) without a single request;
+// back online it reconnects at once and gets what was published meanwhile.
+func TestDuplexJSOffline(t *testing.T) {
+	h := hubtest.Start(t, nil)
+	for _, tr := range []string{"ws", "poll"} {
+		t.Run(tr, func(t *testing.T) {
+			var res struct {
+				jsRecord
+				OfflineRequests      int    `json:"offlineRequests"`
+				StillOfflineRequests int    `json:"stillOfflineRequests"`
+				StillOfflineState    string `json:"stillOfflineState"`
+			}
+			runDuplexJS(t, "offline", map[string]any{"url": h.URL, "channel": "djsoff" + tr, "transport": tr}, &res, nil)
+			wantOffsets(t, "received", res.Offsets, 1)
+			if res.StillOfflineRequests != res.OfflineRequests || res.StillOfflineState != "reconnecting" {
+				t.Errorf("offline: %d requests, then %d (state %s): want none while offline", res.OfflineRequests, res.StillOfflineRequests, res.StillOfflineState)
+			}
+			if res.State != "open" || res.Stats.Requests <= res.StillOfflineRequests {
+				t.Errorf("back online: state %s, stats %+v", res.State, res.Stats)
+			}
+		})
+	}
+}
+
+// TestDuplexJSWakeUp: a subscription waiting out a long backoff (its
+// WebSocket refused) tries again at once on the browser's 'online' event
+// and when the tab becomes visible, and opens.
+func TestDuplexJSWakeUp(t *testing.T) {
+	h := hubtest.Start(t, nil)
+	for _, event := range []string{"online", "visibilitychange"} {
+		t.Run(event, func(t *testing.T) {
+			var refuse atomic.Bool
+			refuse.Store(true)
+			target, _ := url.Parse(h.URL)
+			rp := httputil.NewSingleHostReverseProxy(target)
+			front := hubtest.ServeHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				switch {
+				case r.URL.Path == "/front/unblock":
+					refuse.Store(false)
+				case refuse.Load() && strings.EqualFold(r.Header.Get("Upgrade"), "websocket"):
+					http.Error(w, "not yet", http.StatusForbidden)
+				default:
+					rp.ServeHTTP(w, r)
+				}
+			}))
+			var res struct {
+				Waiting jsState `json:"waiting"`
+				State   string  `json:"state"`
+			}
+			runDuplexJS(t, "wake", map[string]any{"url": front, "channel": "djswake", "unblock": front + "/front/unblock", "event": event}, &res, refusalNoise)
+			if res.Waiting.Attempt < 1 || res.Waiting.Delay == nil || *res.Waiting.Delay < 60000 {
+				t.Fatalf("reconnecting state %+v: want a delay of a minute or more, which only a wake-up can cut short", res.Waiting)
+			}
+			if res.State != "open" {
+				t.Errorf("state %s after %s", res.State, event)
 			}
 		})
 	}

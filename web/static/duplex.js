@@ -224,8 +224,10 @@ class Hub {
   scheduleRefresh() {
     clearTimeout(this.tok.timer);
     if (this.closed || !Number.isFinite(this.tok.at) || this.subs.size === 0) return;
-    this.tok.timer = setTimeout(() => this.token(true).catch((e) => this.log(`token: ${e.message}`)),
-      Math.max(0, this.tok.at - Date.now()));
+    this.tok.timer = setTimeout(() => {
+      if (this.closed || this.subs.size === 0) return;
+      this.token(true).catch((e) => this.log(`token: ${e.message}`));
+    }, Math.max(0, this.tok.at - Date.now()));
   }
 
   url(path, params, token) {
