@@ -39,12 +39,16 @@ func file(path string) (name, ctype string, ok bool) {
 		return "static/duplex.d.ts", ctypeTS, true
 	case "/duplex-worker.js":
 		return "static/duplex-worker.js", ctypeJS, true
+	case "/demo.js":
+		return "static/demo.js", ctypeJS, true
+	case "/demo.css":
+		return "static/demo.css", ctypeCSS, true
 	}
 	return "", "", false
 }
 
-// Handler serves the embedded files: / is the demo page, /duplex.js the
-// client module, /duplex.d.ts its types, /duplex-worker.js its
+// Handler serves the embedded files: / is the demo page (its script and
+// style at /demo.js and /demo.css), /duplex.js the client module, /duplex.d.ts its types, /duplex-worker.js its
 // SharedWorker. Anything else is a JSON 404 like the hub's.
 func Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
