@@ -36,9 +36,14 @@ type Server struct {
 	mu sync.Mutex // guards the fields below
 	// listeners being served; closed on Shutdown.
 	listeners map[net.Listener]struct{}
-	// conns are the open client connections and their state.
+	// conns are the open client connections and their state, refused
+	// ones included.
 	conns map[*conn]struct{}
-	// perClient counts open connections per client address.
+	// admitted counts the conns not refused: what MaxConns caps.
+	admitted int
+	// refusing counts the refused conns being answered (maxRefusing).
+	refusing int
+	// perClient counts admitted connections per client address.
 	perClient map[netip.Addr]int
 	closing   bool
 	ready     chan struct{} // closed when the first listener is served
@@ -153,8 +158,10 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-// track registers a new client connection, or returns nil if a cap or
-// shutdown refuses it.
+// track registers a new client connection, or returns nil if shutdown
+// (or a flood of refused connections) refuses it. A connection over a cap
+// is tracked with its refusal set: it is served up to its request and
+// answered with the reason, but holds no slot of the caps.
 func (s *Server) track(nc net.Conn) *conn {
 	ip := remoteIP(nc)
 	s.mu.Lock()
@@ -162,25 +169,38 @@ func (s *Server) track(nc net.Conn) *conn {
 	if s.closing {
 		return nil
 	}
-	if s.cfg.MaxConns > 0 && len(s.conns) >= s.cfg.MaxConns {
-		s.metrics.capRefused.Add(1)
-		return nil
-	}
-	if s.cfg.MaxConnsPerClient > 0 && s.perClient[ip] >= s.cfg.MaxConnsPerClient {
-		s.metrics.capRefused.Add(1)
-		return nil
-	}
 	c := &conn{nc: nc, ip: ip}
+	switch {
+	case s.cfg.MaxConns > 0 && s.admitted >= s.cfg.MaxConns:
+		c.refusal = refuseMaxConns
+	case s.cfg.MaxConnsPerClient > 0 && s.perClient[ip] >= s.cfg.MaxConnsPerClient:
+		c.refusal = refuseMaxConnsPerClient
+	}
+	if c.refusal != refuseNone {
+		s.metrics.refused[c.refusal].Add(1)
+		if s.refusing >= maxRefusing {
+			return nil
+		}
+		s.refusing++
+	} else {
+		s.admitted++
+		s.perClient[ip]++
+		s.metrics.open.Add(1)
+	}
 	c.state.Store(stateHandshake)
 	s.conns[c] = struct{}{}
-	s.perClient[ip]++
-	s.metrics.open.Add(1)
 	return c
 }
 
 func (s *Server) untrack(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	if c.refusal != refuseNone {
+		s.refusing--
+		s.mu.Unlock()
+		return
+	}
+	s.admitted--
 	if s.perClient[c.ip]--; s.perClient[c.ip] <= 0 {
 		delete(s.perClient, c.ip)
 	}
@@ -250,6 +270,9 @@ type conn struct {
 	nc    net.Conn
 	ip    netip.Addr
 	state atomic.Int32
+	// refusal is set on accept when a cap turned the connection away; it
+	// is answered with the reason instead of being served.
+	refusal refusal
 	// handedOff is set, by the goroutine serving the handshake, when
 	// another goroutine took the connection over and will close and
 	// untrack it.
@@ -266,7 +289,11 @@ func (s *Server) serveConn(c *conn) {
 		}
 	}()
 	nc := c.nc
-	nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	hs := s.cfg.HandshakeTimeout
+	if c.refusal != refuseNone {
+		hs = min(hs, refusalHandshakeTimeout)
+	}
+	nc.SetDeadline(time.Now().Add(hs))
 	var first [1]byte
 	if _, err := nc.Read(first[:]); err != nil {
 		s.logHandshakeFailure(c, "unknown", err)
