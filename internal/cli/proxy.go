@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/duplexhq/duplex/internal/logbuf"
 	"github.com/duplexhq/duplex/internal/proxy"
 	"github.com/duplexhq/duplex/internal/proxy/check"
 )
@@ -108,11 +109,19 @@ func runProxy(ctx context.Context, stdio Stdio, args []string) error {
 	if !isLoopbackListen(*listen) && len(cfg.Credentials) == 0 && !*allowAnon {
 		return fmt.Errorf("refusing to run an open proxy on %s: add --auth user:pass, or --allow-anonymous", *listen)
 	}
+	// The access log goes through an asynchronous buffer: a line costs an
+	// append, not a write(2), on the tunnel's path. closeLog writes out
+	// every buffered line; it runs after Shutdown, once every tunnel has
+	// logged, and on every other return.
+	closeLog := func() {}
 	if *quiet {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	} else {
-		cfg.Logger = slog.New(slog.NewJSONHandler(stdio.Err, nil))
+		alog := logbuf.New(stdio.Err, logbuf.Config{})
+		closeLog = func() { alog.Close() }
+		cfg.Logger = slog.New(slog.NewJSONHandler(alog, nil))
 	}
+	defer closeLog()
 	srv, err := proxy.New(cfg)
 	if err != nil {
 		return err
@@ -154,6 +163,7 @@ func runProxy(ctx context.Context, stdio Stdio, args []string) error {
 	}
 	serr := srv.Shutdown(sctx)
 	<-errc
+	closeLog()
 	if serr != nil {
 		fmt.Fprintf(stdio.Err, "duplex proxy: shutdown: %v (open tunnels were closed)\n", serr)
 	}
