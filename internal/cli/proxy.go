@@ -127,7 +127,7 @@ func runProxy(ctx context.Context, stdio Stdio, args []string) error {
 		return err
 	}
 
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := srv.Listen(ctx, *listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}

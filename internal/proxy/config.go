@@ -111,7 +111,8 @@ type Config struct {
 	// make a name resolve to any address.
 	LookupNetIP func(ctx context.Context, host string) ([]netip.Addr, error)
 	// Dial connects to a checked destination address or an upstream.
-	// Nil means a net.Dialer.
+	// Nil means a net.Dialer, without TCP keep-alive when IdleTimeout is
+	// on.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// ListenUDP opens the sockets of a SOCKS5 UDP association: the one
 	// clients send to (laddr is the TCP listener's IP, port 0) and the
@@ -150,7 +151,12 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	if c.Dial == nil {
+		// No TCP keep-alive while the idle timeout bounds silent tunnels
+		// (see Server.Listen).
 		d := &net.Dialer{}
+		if c.IdleTimeout > 0 {
+			d.KeepAlive = -1
+		}
 		c.Dial = d.DialContext
 	}
 	if c.ListenUDP == nil {
