@@ -125,26 +125,10 @@ func (p *pump) copyLoop(dst, src net.Conn, pending []byte, n counter) error {
 			return err
 		}
 		if avail == 0 {
-			// Readable with nothing queued: EOF or an error. A plain read
-			// says which (and copes with bytes arriving meanwhile).
-			var b [1]byte
-			k, err := src.Read(b[:])
-			if k > 0 {
-				if _, werr := dst.Write(b[:k]); werr != nil {
-					return werr
-				}
-				n.Add(int64(k))
-				p.touch()
-				continue
-			}
-			if err == io.EOF {
-				closeWrite(dst)
-				return nil
-			}
-			if err != nil && !isTimeout(err) {
-				return err
-			}
-			continue
+			// Readable with nothing queued: the peer's FIN (waitReadable
+			// returns socket errors as errors). Pass the half-close on.
+			closeWrite(dst)
+			return nil
 		}
 		// Deadlines for the copy. The read deadline set above only ever
 		// fires while the splice pipe is empty (the bytes copied are
