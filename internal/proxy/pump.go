@@ -107,6 +107,7 @@ func (p *pump) copyLoop(dst, src net.Conn, pending []byte, n counter) error {
 	// passed: during a bulk transfer this loop turns thousands of times a
 	// second, and each refresh is a timer update.
 	var readSet, writeDeadline time.Time
+	drained := false // the last burst was copied whole
 	for {
 		if p.window > 0 {
 			if now := time.Now(); now.Sub(readSet) > p.window/8 {
@@ -114,7 +115,8 @@ func (p *pump) copyLoop(dst, src net.Conn, pending []byte, n counter) error {
 				src.SetReadDeadline(now.Add(p.window))
 			}
 		}
-		avail, err := waitReadable(src)
+		avail, err := waitReadable(src, drained)
+		drained = false
 		if err != nil {
 			if isTimeout(err) {
 				if p.idleLongEnough() {
@@ -165,6 +167,7 @@ func (p *pump) copyLoop(dst, src net.Conn, pending []byte, n counter) error {
 		}
 		switch {
 		case err == nil && avail > 0: // the burst is through
+			drained = m == int64(avail)
 		case err == io.EOF: // from copySmall
 			closeWrite(dst)
 			return nil

@@ -18,7 +18,14 @@ import (
 // the pump splice exactly what is queued, so the pipe goes back to the
 // pool as soon as a burst is through instead of staying with an idle
 // tunnel (two pipes are four file descriptors).
-func waitReadable(c net.Conn) (int, error) {
+//
+// drained says the caller has just read everything the previous call
+// reported: then the socket is almost surely empty, and the first look
+// skips the queue-length ioctl and peeks at once (one system call, not
+// two). The peek cannot be skipped too: a FIN that came with the bytes
+// just copied raises no new poller edge, so waiting blind would wait
+// forever.
+func waitReadable(c net.Conn, drained bool) (int, error) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return -1, nil
@@ -30,10 +37,13 @@ func waitReadable(c net.Conn) (int, error) {
 	avail := -1
 	var sockErr error
 	var b [1]byte
+	skipInq := drained
 	err = rc.Read(func(fd uintptr) bool {
 		// Bytes queued: ready (one syscall in the common case).
 		var n int32
-		if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, unix.SIOCINQ, uintptr(unsafe.Pointer(&n))); e == 0 && n > 0 {
+		if skipInq {
+			skipInq = false
+		} else if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, unix.SIOCINQ, uintptr(unsafe.Pointer(&n))); e == 0 && n > 0 {
 			avail = int(n)
 			return true
 		}
