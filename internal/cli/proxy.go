@@ -120,6 +120,7 @@ func runProxy(ctx context.Context, stdio Stdio, args []string) error {
 		alog := logbuf.New(stdio.Err, logbuf.Config{})
 		closeLog = func() { alog.Close() }
 		cfg.Logger = slog.New(slog.NewJSONHandler(alog, nil))
+		cfg.AccessLog = alog
 	}
 	defer closeLog()
 	srv, err := proxy.New(cfg)

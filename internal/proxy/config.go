@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -121,8 +122,16 @@ type Config struct {
 	ListenUDP func(network string, laddr *net.UDPAddr) (*net.UDPConn, error)
 
 	// Logger receives one access-log line per tunnel or forwarded
-	// request, and errors. Nil means slog.Default().
+	// request (unless AccessLog is set), and errors. Nil means
+	// slog.Default().
 	Logger *slog.Logger
+	// AccessLog, when set, receives the access-log lines instead of
+	// Logger: one Write per line, each the JSON object slog's
+	// JSONHandler would write at level INFO, formatted without slog
+	// (cheaper on the tunnel's path). Writes may come from many
+	// goroutines at once, so it must be safe for that and should not
+	// block (see internal/logbuf). Nil means lines go to Logger.
+	AccessLog io.Writer
 }
 
 // withDefaults returns a copy of c with zero values filled in.

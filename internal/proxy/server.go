@@ -349,6 +349,10 @@ type tunnelLog struct {
 // logTunnel writes the access-log line of l and counts it.
 func (s *Server) logTunnel(l *tunnelLog) {
 	s.metrics.record(l)
+	if s.cfg.AccessLog != nil {
+		s.writeAccessLine(l)
+		return
+	}
 	if !s.cfg.Logger.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
