@@ -76,8 +76,7 @@ func (o *origin) close() {
 	}
 }
 
-func (s *Server) serveHTTP(c *conn, first byte) {
-	br := getReader(io.MultiReader(bytes.NewReader([]byte{first}), c.nc))
+func (s *Server) serveHTTP(c *conn, br *bufio.Reader) {
 	var o *origin
 	defer func() {
 		o.close()

@@ -299,8 +299,9 @@ type conn struct {
 	handedOff bool
 }
 
-// serveConn reads the first byte and hands the connection to the protocol
-// it names.
+// serveConn reads the first byte and hands the connection, and the reader
+// holding that byte and what came with it, to the protocol it names; the
+// protocol's serve function returns the reader to the pool.
 func (s *Server) serveConn(c *conn) {
 	defer func() {
 		if !c.handedOff {
@@ -314,18 +315,24 @@ func (s *Server) serveConn(c *conn) {
 		hs = min(hs, refusalHandshakeTimeout)
 	}
 	nc.SetDeadline(time.Now().Add(hs))
-	var first [1]byte
-	if _, err := nc.Read(first[:]); err != nil {
+	// One buffered read takes the first byte and, usually, the whole
+	// request with it; the protocol's reader goes on from that buffer.
+	br := getReader(nc)
+	first, err := br.Peek(1)
+	if err != nil {
+		putReader(br)
 		s.logHandshakeFailure(c, "unknown", err)
 		return
 	}
 	switch first[0] {
 	case 4:
-		s.serveSOCKS4(c)
+		br.Discard(1)
+		s.serveSOCKS4(c, br)
 	case 5:
-		s.serveSOCKS5(c)
+		br.Discard(1)
+		s.serveSOCKS5(c, br)
 	default:
-		s.serveHTTP(c, first[0])
+		s.serveHTTP(c, br)
 	}
 }
 

@@ -116,8 +116,7 @@ func readCString(br *bufio.Reader, max int) (string, error) {
 	}
 }
 
-func (s *Server) serveSOCKS4(c *conn) {
-	br := getReader(c.nc)
+func (s *Server) serveSOCKS4(c *conn, br *bufio.Reader) {
 	req, err := readSOCKS4(br)
 	pending := takeBuffered(br)
 	putReader(br)
@@ -338,8 +337,7 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 	return ap
 }
 
-func (s *Server) serveSOCKS5(c *conn) {
-	br := getReader(c.nc)
+func (s *Server) serveSOCKS5(c *conn, br *bufio.Reader) {
 	defer func() {
 		if br != nil {
 			putReader(br)
