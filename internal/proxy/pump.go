@@ -167,7 +167,10 @@ func (p *pump) copyLoop(dst, src net.Conn, pending []byte, n counter) error {
 		}
 		switch {
 		case err == nil && avail > 0: // the burst is through
-			drained = m == int64(avail)
+			// Only after a small burst: after a large one more is
+			// usually queued already, and the queue length is then the
+			// one call that answers.
+			drained = m == int64(avail) && avail <= smallBurst
 		case err == io.EOF: // from copySmall
 			closeWrite(dst)
 			return nil
