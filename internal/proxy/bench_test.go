@@ -135,7 +135,6 @@ type benchProxy struct {
 	pid   int // for memory; 0 means this process
 }
 
-func benchLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // freePort returns a port that was free a moment ago on 127.0.0.1.
 func freePort(b testing.TB) int {
