@@ -135,7 +135,6 @@ type benchProxy struct {
 	pid   int // for memory; 0 means this process
 }
 
-
 // freePort returns a port that was free a moment ago on 127.0.0.1.
 func freePort(b testing.TB) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
