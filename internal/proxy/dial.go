@@ -110,7 +110,7 @@ func (f failure) httpStatus() int {
 func (f failure) socks5Reply() byte {
 	switch f {
 	case failForbidden:
-		return 0x02
+		return repNotAllowed
 	case failNetUnreach:
 		return 0x03
 	case failResolve, failHostUnreach, failTimeout:

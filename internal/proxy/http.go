@@ -76,8 +76,7 @@ func (o *origin) close() {
 	}
 }
 
-func (s *Server) serveHTTP(c *conn, first byte) {
-	br := getReader(io.MultiReader(bytes.NewReader([]byte{first}), c.nc))
+func (s *Server) serveHTTP(c *conn, br *bufio.Reader) {
 	var o *origin
 	defer func() {
 		o.close()
@@ -101,7 +100,7 @@ func (s *Server) serveHTTP(c *conn, first byte) {
 		if err != nil {
 			var he *httpError
 			if errors.As(err, &he) {
-				writeHTTPError(c.nc, he.status, he.msg, nil)
+				writeHTTPError(c.nc, he.status, "bad_request", he.msg, nil)
 				lingerClose(c.nc)
 			}
 			if n == 0 || he != nil {
@@ -110,8 +109,15 @@ func (s *Server) serveHTTP(c *conn, first byte) {
 			return
 		}
 		l := &tunnelLog{proto: "http", client: c.nc.RemoteAddr(), target: h.target, start: time.Now()}
+		if h.method == http.MethodConnect {
+			l.proto = "connect"
+		}
+		if c.refusal != refuseNone {
+			s.refuseHTTP(c, l)
+			return
+		}
 		if !s.authorizeHTTP(h, l) {
-			writeHTTPError(c.nc, http.StatusProxyAuthRequired, "proxy authentication required",
+			writeHTTPError(c.nc, http.StatusProxyAuthRequired, "auth_failed", "proxy authentication required",
 				[]string{`Proxy-Authenticate: Basic realm="duplex"`})
 			lingerClose(c.nc)
 			l.outcome = "auth_failed"
@@ -163,25 +169,11 @@ func (s *Server) authorizeHTTP(h *requestHead, l *tunnelLog) bool {
 	return s.checkCredentials(user, pass)
 }
 
-// writeHTTPError answers a request the proxy refuses and marks the
-// connection for closing.
-func writeHTTPError(w io.Writer, status int, msg string, extra []string) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\n", status, http.StatusText(status))
-	for _, e := range extra {
-		b.WriteString(e + "\r\n")
-	}
-	body := msg + "\n"
-	fmt.Fprintf(&b, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
-	_, err := io.WriteString(w, b.String())
-	return err
-}
-
 func (s *Server) serveCONNECT(c *conn, br *bufio.Reader, h *requestHead, l *tunnelLog) {
 	l.proto = "connect"
 	t, err := parseTarget(h.target)
 	if err != nil {
-		writeHTTPError(c.nc, http.StatusBadRequest, "CONNECT needs host:port", nil)
+		writeHTTPError(c.nc, http.StatusBadRequest, "bad_request", "CONNECT needs host:port", nil)
 		l.outcome, l.err = "bad_request", err
 		s.logTunnel(l)
 		return
@@ -190,7 +182,7 @@ func (s *Server) serveCONNECT(c *conn, br *bufio.Reader, h *requestHead, l *tunn
 	pending := takeBuffered(br)
 	s.tunnel(c, l, t, pending, func(_ net.Addr, f failure, err error) error {
 		if err != nil {
-			return writeHTTPError(c.nc, f.httpStatus(), f.String(), nil)
+			return writeHTTPError(c.nc, f.httpStatus(), f.String(), err.Error(), nil)
 		}
 		_, werr := io.WriteString(c.nc, "HTTP/1.1 200 Connection established\r\n\r\n")
 		return werr
@@ -287,7 +279,14 @@ func (s *Server) forward(c *conn, br *bufio.Reader, h *requestHead, l *tunnelLog
 		return <-bodyc
 	}
 	fail := func(status int, outcome string, err error) (bool, *origin) {
-		writeHTTPError(c.nc, status, outcome, nil)
+		msg := outcome
+		var he *httpError
+		if errors.As(err, &he) {
+			msg = he.msg
+		} else if err != nil {
+			msg = err.Error()
+		}
+		writeHTTPError(c.nc, status, outcome, msg, nil)
 		o.close()
 		if bodyRunning {
 			c.nc.Close()

@@ -116,8 +116,7 @@ func readCString(br *bufio.Reader, max int) (string, error) {
 	}
 }
 
-func (s *Server) serveSOCKS4(c *conn) {
-	br := getReader(c.nc)
+func (s *Server) serveSOCKS4(c *conn, br *bufio.Reader) {
 	req, err := readSOCKS4(br)
 	pending := takeBuffered(br)
 	putReader(br)
@@ -136,6 +135,11 @@ func (s *Server) serveSOCKS4(c *conn) {
 	}
 	l.target = t.String()
 	switch {
+	case c.refusal != refuseNone:
+		reject()
+		l.outcome = c.refusal.String()
+		s.logTunnel(l)
+		return
 	case req.cmd != 1: // BIND and anything else
 		reject()
 		l.outcome = "command_not_supported"
@@ -182,6 +186,7 @@ const (
 
 	repSucceeded        = 0x00
 	repGeneralFailure   = 0x01
+	repNotAllowed       = 0x02
 	repCmdNotSupported  = 0x07
 	repAddrNotSupported = 0x08
 )
@@ -332,8 +337,7 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 	return ap
 }
 
-func (s *Server) serveSOCKS5(c *conn) {
-	br := getReader(c.nc)
+func (s *Server) serveSOCKS5(c *conn, br *bufio.Reader) {
 	defer func() {
 		if br != nil {
 			putReader(br)
@@ -400,6 +404,14 @@ func (s *Server) serveSOCKS5(c *conn) {
 		return
 	}
 	l.target = req.dst.String()
+	if c.refusal != refuseNone {
+		// 0x02, "connection not allowed by ruleset": the nearest RFC 1928
+		// has to "over a connection cap"; the log says which.
+		c.nc.Write(socks5Reply(repNotAllowed, netip.AddrPort{}))
+		l.outcome = c.refusal.String()
+		s.logTunnel(l)
+		return
+	}
 	switch req.cmd {
 	case cmdConnect:
 	case cmdUDPAssociate:
