@@ -299,13 +299,8 @@ const panesStarted = "p.stats().requests > 0 && p.state !== 'closed'"
 // paneView is what window.duplexDemo.panes[kind] says of one pane.
 type paneView struct {
 	Stats struct {
-		Transport   string `json:"transport"`
-		State       string `json:"state"`
-		Messages    int    `json:"messages"`
-		Bytes       int    `json:"bytes"`
-		Requests    int    `json:"requests"`
-		Reconnects  int    `json:"reconnects"`
-		NotModified int    `json:"notModified"`
+		jsStats         // sub.stats(), as duplex.js gives it
+		NotModified int `json:"notModified"` // the rest pane's 304s
 	} `json:"stats"`
 	Transport   string   `json:"transport"` // sub.transport, "" for rest
 	Lost        int      `json:"lost"`
