@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,6 +20,7 @@ type connFlags struct {
 	transport *string
 	proxy     *string
 	token     *string
+	ca        *string
 }
 
 func addConnFlags(fs *flag.FlagSet) connFlags {
@@ -27,6 +29,7 @@ func addConnFlags(fs *flag.FlagSet) connFlags {
 		transport: fs.String("transport", envOr("DUPLEX_TRANSPORT", "auto"), "auto, ws, sse, stream or poll (env DUPLEX_TRANSPORT)"),
 		proxy:     fs.String("proxy", "", "proxy `URL`: http://, https://, socks4://, socks4a://, socks5://, socks5h:// (user:pass@ allowed); \"direct\" for none; empty: HTTP_PROXY/HTTPS_PROXY/ALL_PROXY/NO_PROXY"),
 		token:     fs.String("token", envOr("DUPLEX_TOKEN", ""), "access token, sent as Authorization: Bearer (env DUPLEX_TOKEN)"),
+		ca:        fs.String("ca", envOr("DUPLEX_CA", ""), "PEM `file` of the CA (or self-signed certificate) to trust for an https:// or wss:// hub, instead of the system's (env DUPLEX_CA)"),
 	}
 }
 
@@ -38,6 +41,13 @@ func (f connFlags) dial(ctx context.Context, logf func(format string, args ...an
 		return nil, err
 	}
 	opts := &client.DialOptions{Transport: t, Proxy: *f.proxy, Token: *f.token}
+	if *f.ca != "" {
+		pool, err := client.CertPoolFromPEM(*f.ca)
+		if err != nil {
+			return nil, fmt.Errorf("--ca: %w", err)
+		}
+		opts.TLSConfig = &tls.Config{RootCAs: pool}
+	}
 	if logf != nil {
 		opts.OnDisconnect = func(t client.Transport, err error) {
 			logf("connection (%s) lost: %v", t, explainRefused(err, *f.url))
