@@ -210,6 +210,22 @@ func TestTLSCLIAndPeers(t *testing.T) {
 		}
 	})
 
+	t.Run("bench publish", func(t *testing.T) {
+		out, err := exec.CommandContext(ctx, bin, "bench", "publish", "--url", h.URL, "--ca", caFile, "--client", "net/http",
+			"--publishers", "2", "--warmup", "0", "--count", "20", "--json").Output()
+		if err != nil {
+			t.Fatalf("duplex bench publish --ca: %v\n%s", err, stderrOf(err))
+		}
+		var report struct {
+			Publish []struct {
+				Ops, Errors int64
+			}
+		}
+		if err := json.Unmarshal(out, &report); err != nil || len(report.Publish) != 1 || report.Publish[0].Ops < 20 || report.Publish[0].Errors != 0 {
+			t.Fatalf("bench report %s (%v): want one run of 20 publishes or more, no errors", out, err)
+		}
+	})
+
 	t.Run("python-websockets", func(t *testing.T) {
 		cmd := exec.CommandContext(ctx, "/usr/bin/python3", "python/ws_client.py", "wss://"+h.Addr+"/v1/ws", "py", "0")
 		cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+caFile)

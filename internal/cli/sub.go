@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -41,12 +40,8 @@ func (f connFlags) dial(ctx context.Context, logf func(format string, args ...an
 		return nil, err
 	}
 	opts := &client.DialOptions{Transport: t, Proxy: *f.proxy, Token: *f.token}
-	if *f.ca != "" {
-		pool, err := client.CertPoolFromPEM(*f.ca)
-		if err != nil {
-			return nil, fmt.Errorf("--ca: %w", err)
-		}
-		opts.TLSConfig = &tls.Config{RootCAs: pool}
+	if opts.TLSConfig, err = trustCA(*f.ca); err != nil {
+		return nil, err
 	}
 	if logf != nil {
 		opts.OnDisconnect = func(t client.Transport, err error) {
