@@ -302,4 +302,3 @@ func dribble(c net.Conn, stop <-chan struct{}) {
 		}
 	}
 }
-
