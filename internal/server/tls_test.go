@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -72,14 +73,15 @@ func TestTLSClientTransports(t *testing.T) {
 			}
 			defer sub.Close()
 			for i := range 3 {
-				if _, err := c.Publish(ctx, ch, json.RawMessage(`{"n":`+string(rune('0'+i))+`}`)); err != nil {
+				data := fmt.Sprintf(`{"n":%d}`, i)
+				if _, err := c.Publish(ctx, ch, json.RawMessage(data)); err != nil {
 					t.Fatal(err)
 				}
 				ev, err := sub.Next(ctx)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if ev.Message == nil || string(ev.Message.Data) != `{"n":`+string(rune('0'+i))+`}` {
+				if ev.Message == nil || string(ev.Message.Data) != data {
 					t.Fatalf("event %d: %+v", i, ev)
 				}
 			}
