@@ -304,3 +304,42 @@ func dribble(c net.Conn, stop <-chan struct{}) {
 		}
 	}
 }
+
+// TestTLSHTTP1Stream: a client that offers only http/1.1 gets its SSE
+// stream over TLS from the hijacked-connection writer (stream.go), which
+// then writes through the TLS connection.
+func TestTLSHTTP1Stream(t *testing.T) {
+	h, ca := startTLSHub(t, server.Config{})
+	hc := &http.Client{Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: ca.Pool()},
+		TLSNextProto:    map[string]func(string, *tls.Conn) http.RoundTripper{},
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sse, err := hc.Do(mustRequest(t, ctx, "GET", h.URL+"/v1/sse?channel=h1", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sse.Body.Close()
+	if sse.ProtoMajor != 1 || sse.StatusCode != 200 {
+		t.Fatalf("SSE: %s %d; want HTTP/1.1 200", sse.Proto, sse.StatusCode)
+	}
+	events := bufio.NewReader(sse.Body)
+	if line, err := events.ReadString('\n'); err != nil || !strings.HasPrefix(line, "retry:") {
+		t.Fatalf("SSE's first line %q, %v", line, err)
+	}
+	pub, err := h2Client(ca).Post(h.URL+"/v1/channels/h1/messages", "application/json", strings.NewReader(`{"via":"h1"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub.Body.Close()
+	for {
+		line, err := events.ReadString('\n')
+		if err != nil {
+			t.Fatalf("SSE ended before the message: %v", err)
+		}
+		if strings.HasPrefix(line, "data: ") && strings.Contains(line, `"via":"h1"`) {
+			return
+		}
+	}
+}
