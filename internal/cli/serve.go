@@ -48,7 +48,7 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 		wsCompressMin  = fs.Int("ws-compression-min", 256, "smallest publication, in bytes of its JSON envelope, sent compressed (0: every size)")
 		sseRetry       = fs.Duration("sse-retry", time.Second, "reconnect delay told to SSE clients (retry:)")
 		publishRate    = fs.Float64("publish-rate", 1000, "publishes per second per WebSocket connection")
-		headerTimeout  = fs.Duration("header-timeout", 10*time.Second, "time to read a request's headers")
+		headerTimeout  = fs.Duration("header-timeout", 10*time.Second, "time to read a request's headers, and with TLS to finish the handshake before them")
 		bodyTimeout    = fs.Duration("body-timeout", 10*time.Second, "time to read a whole request body, from the end of its headers; past it: 408 and the connection closed (0: no limit)")
 		bodyMinRate    = fs.Int64("body-min-rate", 1024, "slowest average rate a request body may arrive at after its first 2s, in bytes/s; slower: 408 and the connection closed (0: no minimum)")
 		idleTimeout    = fs.Duration("idle-timeout", 120*time.Second, "keep-alive idle timeout")
@@ -60,6 +60,8 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 		allowAnonymous = fs.Bool("allow-anonymous", false, "allow listening on a non-loopback address without --jwt-secret")
 		jwtSecret      = fs.String("jwt-secret", envOr("DUPLEX_JWT_SECRET", ""), "HS256 secret; when set every /v1/ endpoint but /v1/echo needs a token (env DUPLEX_JWT_SECRET)")
 		logLevel       = fs.String("log-level", "info", "debug, info, warn or error")
+		tlsCert        = fs.String("tls-cert", envOr("DUPLEX_TLS_CERT", ""), "PEM certificate (then intermediates) `file`: serve HTTPS and WSS, HTTP/2 by ALPN; reloaded with --tls-key on SIGHUP (env DUPLEX_TLS_CERT)")
+		tlsKey         = fs.String("tls-key", envOr("DUPLEX_TLS_KEY", ""), "PEM private key `file` of --tls-cert (env DUPLEX_TLS_KEY)")
 		origins        stringList
 	)
 	fs.Var(&origins, "allowed-origins", "browser origins allowed for WebSocket and CORS, comma-separated or repeated; * for any (default: same origin and localhost)")
@@ -78,6 +80,10 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 
 	if !isLoopbackAddr(*listen) && *jwtSecret == "" && !*allowAnonymous {
 		return fmt.Errorf("refusing to serve %s without --jwt-secret: anyone who can reach it could publish and read; add --allow-anonymous if that is what you want", *listen)
+	}
+	tlsConf, err := serveTLS(ctx, logger, *tlsCert, *tlsKey)
+	if err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -106,12 +112,12 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 		JWTSecret:     []byte(*jwtSecret),
 		MaxWebSockets: *maxWebSockets, SSERetry: *sseRetry, WriteDelay: delayOrOff(*writeDelay),
 		NoWSCompression: !*wsCompression, WSCompressionMin: minOrAll(*wsCompressMin),
-		Collectors: engineCollectors(engine),
+		Collectors: engineCollectors(engine), TLS: tlsConf,
 	})
 	if err != nil {
 		return err
 	}
-	printServeStart(stdio.Err, ln.Addr(), engineName(*engineURL), *jwtSecret != "")
+	printServeStart(stdio.Err, ln.Addr(), engineName(*engineURL), *jwtSecret != "", tlsConf != nil)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -32,8 +33,8 @@ type Config struct {
 	// answered 503 unavailable with Retry-After and closed (see
 	// listener.go). Zero means 20000; negative, no bound.
 	MaxConnections int
-	// ReadHeaderTimeout bounds reading a request's headers (no slowloris).
-	// Zero means 10s.
+	// ReadHeaderTimeout bounds reading a request's headers (no slowloris)
+	// and, with TLS, the TLS handshake before them. Zero means 10s.
 	ReadHeaderTimeout time.Duration
 	// BodyTimeout bounds reading a request body, from the end of its
 	// headers to its last byte, including a body the handler leaves for
@@ -104,6 +105,12 @@ type Config struct {
 	// JWTSecret, when set, makes every /v1/ endpoint but /v1/echo require
 	// an HS256 token signed with it (see Claims). Empty means open.
 	JWTSecret []byte
+
+	// TLS, when set, makes Serve speak HTTPS and WSS on its listener, with
+	// HTTP/2 offered by ALPN (see tls.go); it needs a certificate
+	// (Certificates or GetCertificate: [KeyPair.GetCertificate] reloads
+	// one). Nil serves plain HTTP.
+	TLS *tls.Config
 
 	// Web serves / and top-level files (/duplex.js, /duplex.d.ts, …; see
 	// webPath). Nil serves 404 there.
@@ -282,7 +289,14 @@ func (s *Server) Handler() http.Handler { return s }
 // Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	if s.cfg.MaxConnections > 0 {
-		ln = newCapListener(ln, s.cfg.MaxConnections)
+		cl := newCapListener(ln, s.cfg.MaxConnections)
+		if s.cfg.TLS != nil {
+			cl.tls = refusalTLS(s.cfg.TLS)
+		}
+		ln = cl
+	}
+	if s.cfg.TLS != nil {
+		return s.serveTLS(ln)
 	}
 	return s.http.Serve(ln)
 }

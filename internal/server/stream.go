@@ -69,6 +69,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, req subRequ
 	}
 	stopExpiry := expireWith(r.Context(), sess)
 	streamHeaders(w.Header(), contentType)
+	dropConnectionClose(w, r)
 	c := &streamConn{
 		timeout: s.cfg.WriteTimeout,
 		delay:   max(s.cfg.WriteDelay, 0),

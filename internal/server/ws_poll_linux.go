@@ -3,6 +3,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -141,9 +142,15 @@ func (p *wsPoller) run(end func()) {
 }
 
 // socketOf finds the socket under c, looking through wrappers that embed
-// the net.Conn they wrap (capListener's connections do).
+// the net.Conn they wrap (capListener's connections do). A TLS connection
+// has no socket to poll: its bytes on the wire are not the WebSocket's, and
+// it may hold decrypted bytes the socket no longer shows as readable, so its
+// reader blocks in a goroutine as on other systems.
 func socketOf(c net.Conn) (syscall.Conn, bool) {
 	for range 4 {
+		if _, ok := c.(*tls.Conn); ok {
+			return nil, false
+		}
 		if sc, ok := c.(syscall.Conn); ok {
 			return sc, true
 		}
