@@ -629,8 +629,8 @@ func isNetError(err error) bool {
 // serve runs one command. It returns a close code only when the
 // connection must end.
 func (wc *wsConn) serve(b []byte) (msg.CloseCode, string) {
-	cmd, err := parseWSCommand(b)
-	if errors.Is(err, errNotObject) {
+	cmd, err := msg.ParseCommand(b)
+	if errors.Is(err, msg.ErrNotObject) {
 		return msg.CloseUnsupported, "text frame is not a JSON object"
 	}
 	var reply []byte
@@ -638,7 +638,7 @@ func (wc *wsConn) serve(b []byte) (msg.CloseCode, string) {
 		reply, err = wc.run1(wc.ctx, cmd)
 	}
 	if err != nil {
-		reply = wsError(cmd.ID, err)
+		reply = msg.ErrorReply(cmd.ID, err)
 	}
 	if reply != nil {
 		wc.repliesIn.Add(1)
@@ -652,18 +652,18 @@ func (wc *wsConn) serve(b []byte) (msg.CloseCode, string) {
 
 // run1 serves a decoded command and returns its reply (nil when the reply
 // was queued already) or an error for the error reply.
-func (wc *wsConn) run1(ctx context.Context, cmd wsCommand) ([]byte, error) {
+func (wc *wsConn) run1(ctx context.Context, cmd msg.Command) ([]byte, error) {
 	h := wc.s.hub
 	switch cmd.Type {
-	case wsPing:
-		return wsPong(cmd.ID), nil
-	case wsSubscribe:
+	case msg.CmdPing:
+		return msg.PongReply(cmd.ID), nil
+	case msg.CmdSubscribe:
 		if err := wc.s.authorize(ctx, ActionSubscribe, cmd.Channel); err != nil && msg.ValidChannel(cmd.Channel) {
 			return nil, err
 		}
 		opts := hub.SubscribeOptions{Ack: func(r hub.SubscribeResult) []byte {
 			wc.repliesIn.Add(1) // queued next, ahead of the replay
-			return wsPosition(cmd.ID, r.Channel, r.Epoch, r.Offset, 0, false)
+			return msg.PositionReply(cmd.ID, r.Channel, r.Epoch, r.Offset, 0, false)
 		}}
 		if cmd.Offset != nil {
 			pos := msg.Position{Offset: *cmd.Offset}
@@ -674,15 +674,15 @@ func (wc *wsConn) run1(ctx context.Context, cmd wsCommand) ([]byte, error) {
 		}
 		_, err := wc.sess.Subscribe(ctx, cmd.Channel, opts)
 		return nil, err
-	case wsUnsubscribe:
+	case msg.CmdUnsubscribe:
 		if !msg.ValidChannel(cmd.Channel) {
 			return nil, invalidChannel(cmd.Channel)
 		}
 		if err := wc.sess.Unsubscribe(ctx, cmd.Channel); err != nil {
 			return nil, err
 		}
-		return wsOK(cmd.ID), nil
-	case wsPublish:
+		return msg.OKReply(cmd.ID), nil
+	case msg.CmdPublish:
 		if !msg.ValidChannel(cmd.Channel) {
 			return nil, invalidChannel(cmd.Channel)
 		}
@@ -696,19 +696,19 @@ func (wc *wsConn) run1(ctx context.Context, cmd wsCommand) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		return wsPosition(cmd.ID, p.Channel, p.Epoch, p.Offset, p.Time, true), nil
-	case wsHistory:
+		return msg.PositionReply(cmd.ID, p.Channel, p.Epoch, p.Offset, p.Time, true), nil
+	case msg.CmdHistory:
 		return wc.history(ctx, cmd)
 	}
-	return nil, msg.Errorf(msg.CodeBadRequest, "unknown type %q", truncate(cmd.Type))
+	return nil, msg.Errorf(msg.CodeBadRequest, "unknown type %q", truncate(string(cmd.Type)))
 }
 
-func (wc *wsConn) history(ctx context.Context, cmd wsCommand) ([]byte, error) {
+func (wc *wsConn) history(ctx context.Context, cmd msg.Command) ([]byte, error) {
 	var after uint64
 	if cmd.After != nil {
 		after = *cmd.After
 	}
-	limit := defaultHistoryLimit
+	limit := msg.DefaultHistoryLimit
 	if cmd.Limit != nil {
 		limit = *cmd.Limit
 	}
@@ -722,29 +722,8 @@ func (wc *wsConn) history(ctx context.Context, cmd wsCommand) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := wsReplyStart(make([]byte, 0, 256), cmd.ID, "ok")
-	b = append(b, `,"channel":"`...)
-	b = append(b, cmd.Channel...)
-	b = append(b, `","epoch":"`...)
-	b = append(b, st.Epoch...)
-	b = append(b, `","messages":[`...)
-	next := after
-	for i, p := range pubs {
-		if i > 0 && len(b)+len(p.JSON) > wsHistoryBytes {
-			break
-		}
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, p.JSON...)
-		next = p.Offset
-	}
-	b = append(b, `],"next":`...)
-	b = strconv.AppendUint(b, next, 10)
-	b = append(b, `,"oldest":`...)
-	b = strconv.AppendUint(b, st.Oldest, 10)
-	b = append(b, `,"latest":`...)
-	b = strconv.AppendUint(b, st.Latest, 10)
+	b := append(msg.AppendReplyStart(make([]byte, 0, 256), cmd.ID, msg.ReplyOK), ',')
+	b, _ = historyPage(cmd.Channel, st, after, wsHistoryBytes).AppendMembers(b, len(pubs), pubAt(pubs))
 	return append(b, '}'), nil
 }
 
