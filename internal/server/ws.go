@@ -114,25 +114,25 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, echo bool) {
 		writeError(w, msg.Errorf(msg.CodeForbidden, "origin %q may not open WebSockets here (see --allowed-origins)", truncate(origin)))
 		return
 	}
-	end, ok := s.beginStream()
-	if !ok {
-		writeError(w, msg.Errorf(msg.CodeUnavailable, "shutting down"))
+	ts, err := s.beginSession()
+	if err != nil {
+		writeError(w, err)
 		return
 	}
 	n := s.ws.conns.Add(1)
-	done := func() { s.ws.conns.Add(-1); end() }
+	ts.atEnd(func() { s.ws.conns.Add(-1) })
 	if max := s.maxWebSockets(); max > 0 && n > int64(max) {
-		done()
+		ts.close()
 		w.Header().Set("Retry-After", "5")
 		writeError(w, msg.Errorf(msg.CodeUnavailable, "too many WebSocket connections (at most %d)", max))
 		return
 	}
-	sess, err := s.hub.NewSession()
-	if err != nil {
-		done()
+	if err := ts.open(r.Context(), s.hub.NewSession); err != nil {
+		ts.close()
 		writeError(w, err)
 		return
 	}
+	sess := ts.sess
 
 	// The connection's context carries the token's claims, and nothing
 	// of the request, which the connection outlives.
@@ -157,8 +157,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, echo bool) {
 		CompressionMode:    mode,
 	})
 	if err != nil {
-		sess.Release()
-		done()
+		ts.close()
 		s.log.Debug("websocket accept failed", "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
 		return // Accept answered the request
 	}
@@ -168,12 +167,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, echo bool) {
 	if rate := s.cfg.PublishRate; rate > 0 {
 		wc.bucket = tokenBucket{rate: rate, burst: max(rate, 1), tokens: max(rate, 1), last: time.Now()}
 	}
-	wc.done = done
-	wc.stopExpiry = expireWith(r.Context(), sess)
+	wc.ts = ts
 	// The handler returns, so net/http lets go of the request, its
 	// buffers and its goroutine (with the stack it grew); the connection
 	// lives on in the goroutines it starts when it has work, and ends
-	// (finish) with done, which Shutdown waits for (beginStream).
+	// (finish) with ts.close, which Shutdown waits for (session.go).
 	wc.start()
 }
 
@@ -207,8 +205,7 @@ type wsConn struct {
 	deflate     wsDeflate
 	compressMin int
 
-	done       func()      // ends the beginStream registration; called by finish
-	stopExpiry func() bool // stops the token's expiry watch; called by finish
+	ts *transportSession // the session's open/close sequence; closed by finish
 
 	w     *wsWriters    // the server's writers, while the connection is live
 	wrote atomic.Uint64 // the writers' period of the last write (see wsWriters)
@@ -473,9 +470,7 @@ func (wc *wsConn) finish(err error) {
 	}
 	wc.readers.Wait()
 	wc.s.ws.remove(wc)
-	wc.stopExpiry()
-	wc.sess.Release()
-	wc.done()
+	wc.ts.close()
 }
 
 // read reads and serves messages until the connection ends, and returns
