@@ -114,7 +114,7 @@ func (s *Server) serveHTTP(c *conn, first byte) {
 			writeHTTPError(c.nc, http.StatusProxyAuthRequired, "proxy authentication required",
 				[]string{`Proxy-Authenticate: Basic realm="duplex"`})
 			lingerClose(c.nc)
-			l.outcome = "auth_failed"
+			l.outcome = outcomeAuthFailed
 			s.logTunnel(l)
 			return
 		}
@@ -182,7 +182,7 @@ func (s *Server) serveCONNECT(c *conn, br *bufio.Reader, h *requestHead, l *tunn
 	t, err := parseTarget(h.target)
 	if err != nil {
 		writeHTTPError(c.nc, http.StatusBadRequest, "CONNECT needs host:port", nil)
-		l.outcome, l.err = "bad_request", err
+		l.outcome, l.err = outcomeBadRequest, err
 		s.logTunnel(l)
 		return
 	}
@@ -286,20 +286,20 @@ func (s *Server) forward(c *conn, br *bufio.Reader, h *requestHead, l *tunnelLog
 		bodyRunning = false
 		return <-bodyc
 	}
-	fail := func(status int, outcome string, err error) (bool, *origin) {
-		writeHTTPError(c.nc, status, outcome, nil)
+	fail := func(status int, out outcome, err error) (bool, *origin) {
+		writeHTTPError(c.nc, status, out.String(), nil)
 		o.close()
 		if bodyRunning {
 			c.nc.Close()
 			waitBody()
 		}
-		l.outcome, l.err = outcome, err
+		l.outcome, l.err = out, err
 		s.logTunnel(l)
 		return false, nil
 	}
 	t, u, err := forwardTarget(h)
 	if err != nil {
-		return fail(http.StatusBadRequest, "bad_request", err)
+		return fail(http.StatusBadRequest, outcomeBadRequest, err)
 	}
 	l.target = t.String()
 	upgrade := isWebSocketUpgrade(h)
@@ -363,7 +363,7 @@ func (s *Server) forward(c *conn, br *bufio.Reader, h *requestHead, l *tunnelLog
 			nc, ap, err := s.dialTarget(s.ctx, t)
 			if err != nil {
 				f := failureOf(err)
-				return fail(f.httpStatus(), f.String(), err)
+				return fail(f.httpStatus(), f.outcome(), err)
 			}
 			lim := &readLimit{r: nc, n: -1}
 			o = &origin{t: t, addr: ap.String(), nc: nc, br: getReader(lim), lim: lim}
@@ -381,7 +381,7 @@ func (s *Server) forward(c *conn, br *bufio.Reader, h *requestHead, l *tunnelLog
 				o = nil
 				continue
 			}
-			return fail(http.StatusBadGateway, "origin_write_failed", err)
+			return fail(http.StatusBadGateway, outcomeOriginWriteFailed, err)
 		}
 		if hasBody {
 			bodyRunning = true
@@ -405,13 +405,13 @@ func (s *Server) forward(c *conn, br *bufio.Reader, h *requestHead, l *tunnelLog
 			o = nil
 			continue
 		}
-		return fail(http.StatusBadGateway, "origin_failed", err)
+		return fail(http.StatusBadGateway, outcomeOriginFailed, err)
 	}
 	l.status = resp.StatusCode
 
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		if !upgrade {
-			return fail(http.StatusBadGateway, "origin_failed", errors.New("unrequested 101"))
+			return fail(http.StatusBadGateway, outcomeOriginFailed, errors.New("unrequested 101"))
 		}
 		if err := waitBody(); err != nil {
 			o.close()
@@ -424,7 +424,7 @@ func (s *Server) forward(c *conn, br *bufio.Reader, h *requestHead, l *tunnelLog
 		s.setIdleDeadline(c.nc)
 		if _, err := c.nc.Write(rh.Bytes()); err != nil {
 			o.close()
-			l.outcome, l.err = "client_closed", err
+			l.outcome, l.err = outcomeClientClosed, err
 			s.logTunnel(l)
 			return false, nil
 		}
@@ -483,7 +483,7 @@ func (s *Server) forward(c *conn, br *bufio.Reader, h *requestHead, l *tunnelLog
 		o.close()
 		c.nc.Close()
 		waitBody() // it writes l.up
-		l.outcome, l.err = "client_closed", err
+		l.outcome, l.err = outcomeClientClosed, err
 		s.logTunnel(l)
 		return false, nil
 	}
@@ -499,17 +499,17 @@ func (s *Server) forward(c *conn, br *bufio.Reader, h *requestHead, l *tunnelLog
 		o.close()
 		c.nc.Close()
 		waitBody()
-		l.outcome, l.err = "stream_failed", err
+		l.outcome, l.err = outcomeStreamFailed, err
 		s.logTunnel(l)
 		return false, nil
 	}
 	if err := waitBody(); err != nil {
 		o.close()
-		l.outcome, l.err = "client_body_failed", err
+		l.outcome, l.err = outcomeClientBodyFailed, err
 		s.logTunnel(l)
 		return false, nil
 	}
-	l.outcome = "ok"
+	l.outcome = outcomeOK
 	s.logTunnel(l)
 	if resp.Close || upgrade {
 		o.close()

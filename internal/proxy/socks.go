@@ -138,12 +138,12 @@ func (s *Server) serveSOCKS4(c *conn) {
 	switch {
 	case req.cmd != 1: // BIND and anything else
 		reject()
-		l.outcome = "command_not_supported"
+		l.outcome = outcomeCommandNotSupported
 		s.logTunnel(l)
 		return
 	case len(s.cfg.Credentials) > 0:
 		reject()
-		l.outcome = "auth_required"
+		l.outcome = outcomeAuthRequired
 		s.logTunnel(l)
 		return
 	}
@@ -368,7 +368,7 @@ func (s *Server) serveSOCKS5(c *conn) {
 		return
 	}
 	if chosen == methodNoAccept {
-		l.outcome = "auth_required"
+		l.outcome = outcomeAuthRequired
 		s.logTunnel(l)
 		return
 	}
@@ -381,7 +381,7 @@ func (s *Server) serveSOCKS5(c *conn) {
 		l.user = user
 		if want == methodPassword && !s.checkCredentials(user, pass) {
 			c.nc.Write([]byte{1, 1})
-			l.outcome = "auth_failed"
+			l.outcome = outcomeAuthFailed
 			s.logTunnel(l)
 			return
 		}
@@ -410,13 +410,13 @@ func (s *Server) serveSOCKS5(c *conn) {
 		return
 	default:
 		c.nc.Write(socks5Reply(repCmdNotSupported, netip.AddrPort{}))
-		l.outcome = "command_not_supported"
+		l.outcome = outcomeCommandNotSupported
 		s.logTunnel(l)
 		return
 	}
 	if req.dst.port == 0 {
 		c.nc.Write(socks5Reply(repGeneralFailure, netip.AddrPort{}))
-		l.outcome = failBadAddress.String()
+		l.outcome = failBadAddress.outcome()
 		s.logTunnel(l)
 		return
 	}
@@ -444,14 +444,14 @@ func (s *Server) tunnel(c *conn, l *tunnelLog, t target, pending []byte,
 	if err != nil {
 		f := failureOf(err)
 		reply(nil, f, err)
-		l.outcome, l.err = f.String(), err
+		l.outcome, l.err = f.outcome(), err
 		s.logTunnel(l)
 		return
 	}
 	l.addr = ap.String()
 	if err := reply(dst.LocalAddr(), 0, nil); err != nil {
 		dst.Close()
-		l.outcome, l.err = "client_closed", err
+		l.outcome, l.err = outcomeClientClosed, err
 		s.logTunnel(l)
 		return
 	}
