@@ -1,6 +1,7 @@
 package msg_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -108,5 +109,31 @@ func ExampleEnvelope_Validate() {
 	fmt.Println(e.Validate())
 	// Output:
 	// invalid frame: envelope with offset 0
+	// <nil>
+}
+
+func ExampleCommand() {
+	offset := uint64(41)
+	cmd := msg.Command{ID: []byte(`1`), Type: msg.CmdSubscribe, Channel: "chat", Offset: &offset}
+	b, _ := json.Marshal(cmd)
+	fmt.Println(string(b))
+	// Output:
+	// {"id":1,"type":"subscribe","channel":"chat","offset":41}
+}
+
+func ExampleParseFrame() {
+	f, err := msg.ParseFrame([]byte(`{"type":"message","channel":"chat","epoch":"k3v9x2","offset":7,"time":1,"data":{"n":7}}`))
+	fmt.Println(f.Type, f.Channel, f.Offset, string(f.Data), err)
+	_, err = msg.ParseFrame([]byte(`{"type":"gap","channel":"chat","epoch":"k3v9x2","next":0}`))
+	fmt.Println(err)
+	// Output:
+	// message chat 7 {"n":7} <nil>
+	// invalid frame: gap with next 0
+}
+
+func ExampleGap_Validate() {
+	g := msg.Gap{Type: msg.TypeGap, Channel: "chat", Epoch: "k3v9x2", Next: 57}
+	fmt.Println(g.Validate())
+	// Output:
 	// <nil>
 }
