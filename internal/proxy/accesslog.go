@@ -55,7 +55,7 @@ func appendAccessLine(b []byte, l *tunnelLog, now time.Time) []byte {
 	b = append(b, `,"duration_ms":`...)
 	b = strconv.AppendFloat(b, float64(now.Sub(l.start).Microseconds())/1000, 'f', -1, 64)
 	b = append(b, `,"outcome":`...)
-	b = appendJSONString(b, l.outcome)
+	b = appendJSONString(b, l.outcome.String())
 	if l.err != nil {
 		b = append(b, `,"err":`...)
 		b = appendJSONString(b, l.err.Error())

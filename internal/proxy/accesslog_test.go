@@ -17,9 +17,9 @@ import (
 func TestAccessLineMatchesSlog(t *testing.T) {
 	client := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 4242}
 	for _, l := range []tunnelLog{
-		{proto: "connect", client: client, target: "example.com:443", addr: "93.184.216.34:443", up: 79, down: 3034, outcome: "ok"},
-		{proto: "http", client: client, target: "h\"o\\st\n\x01\xff\u2028:80", user: "al\tice", status: 200, outcome: "ok"},
-		{proto: "socks5", client: nil, target: "10.0.0.1:80", outcome: "forbidden", err: errors.New("forbidden: 10.0.0.1: destination not allowed")},
+		{proto: "connect", client: client, target: "example.com:443", addr: "93.184.216.34:443", up: 79, down: 3034, outcome: outcomeOK},
+		{proto: "http", client: client, target: "h\"o\\st\n\x01\xff\u2028:80", user: "al\tice", status: 200, outcome: outcomeOK},
+		{proto: "socks5", client: nil, target: "10.0.0.1:80", outcome: outcomeForbidden, err: errors.New("forbidden: 10.0.0.1: destination not allowed")},
 	} {
 		l.start = time.Now().Add(-1500 * time.Microsecond)
 		var fast, slow bytes.Buffer

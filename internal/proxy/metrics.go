@@ -61,7 +61,7 @@ func (m *metrics) record(l *tunnelLog) {
 		m.bytesUp.Add(l.up)
 		m.bytesDown.Add(l.down)
 	}
-	m.requests.WithLabelValues(l.proto, l.outcome).Inc()
+	m.requests.WithLabelValues(l.proto, l.outcome.String()).Inc()
 }
 
 // WriteMetrics writes the server's counters in the Prometheus text

@@ -34,6 +34,14 @@ func (r refusal) String() string {
 	return "none"
 }
 
+// outcome is the access-log outcome of a connection r refused.
+func (r refusal) outcome() outcome {
+	if r == refuseMaxConnsPerClient {
+		return outcomeMaxConnsPerClient
+	}
+	return outcomeMaxConns
+}
+
 // httpStatus is the status a refused HTTP client gets: 429 when it is the
 // client's own share that is used up, 503 when the whole server is full.
 func (r refusal) httpStatus() int {
@@ -110,6 +118,6 @@ func (s *Server) refuseHTTP(c *conn, l *tunnelLog) {
 	writeHTTPRefusal(c.nc, r.httpStatus(), httpRefusal{Error: r.String(), Message: r.message(s.limit(r)), Limit: s.limit(r)},
 		[]string{"Retry-After: " + strconv.Itoa(retryAfterSeconds)})
 	lingerClose(c.nc)
-	l.outcome = r.String()
+	l.outcome = r.outcome()
 	s.logTunnel(l)
 }

@@ -349,7 +349,7 @@ type tunnelLog struct {
 	up, down int64
 	status   int // HTTP status from the origin, forward path only
 	start    time.Time
-	outcome  string
+	outcome  outcome
 	err      error
 	// bytesCounted means the metrics already have up and down (the pump
 	// counts as bytes move).
@@ -384,7 +384,7 @@ func (s *Server) logTunnel(l *tunnelLog) {
 		slog.Int64("bytes_up", l.up),
 		slog.Int64("bytes_down", l.down),
 		slog.Float64("duration_ms", float64(time.Since(l.start).Microseconds())/1000),
-		slog.String("outcome", l.outcome),
+		slog.String("outcome", l.outcome.String()),
 	)
 	if l.err != nil {
 		attrs = append(attrs, slog.String("err", l.err.Error()))
@@ -401,25 +401,25 @@ func addrString(a net.Addr) string {
 
 // logHandshakeFailure logs a connection that never named a target.
 func (s *Server) logHandshakeFailure(c *conn, proto string, err error) {
-	outcome := "bad_request"
+	outcome := outcomeBadRequest
 	if isTimeout(err) {
-		outcome = "handshake_timeout"
+		outcome = outcomeHandshakeTimeout
 	} else if errors.Is(err, net.ErrClosed) || isEOF(err) {
-		outcome = "client_closed"
+		outcome = outcomeClientClosed
 	}
 	s.logTunnel(&tunnelLog{proto: proto, client: c.nc.RemoteAddr(), start: time.Now(), outcome: outcome, err: err})
 }
 
 // tunnelOutcome names how a finished tunnel ended.
-func tunnelOutcome(err error) string {
+func tunnelOutcome(err error) outcome {
 	switch {
 	case err == nil:
-		return "ok"
+		return outcomeOK
 	case errors.Is(err, errIdle):
-		return "idle_timeout"
+		return outcomeIdleTimeout
 	case errors.Is(err, errStalled):
-		return "stalled"
+		return outcomeStalled
 	default:
-		return "closed"
+		return outcomeClosed
 	}
 }

@@ -137,17 +137,17 @@ func (s *Server) serveSOCKS4(c *conn, br *bufio.Reader) {
 	switch {
 	case c.refusal != refuseNone:
 		reject()
-		l.outcome = c.refusal.String()
+		l.outcome = c.refusal.outcome()
 		s.logTunnel(l)
 		return
 	case req.cmd != 1: // BIND and anything else
 		reject()
-		l.outcome = "command_not_supported"
+		l.outcome = outcomeCommandNotSupported
 		s.logTunnel(l)
 		return
 	case len(s.cfg.Credentials) > 0:
 		reject()
-		l.outcome = "auth_required"
+		l.outcome = outcomeAuthRequired
 		s.logTunnel(l)
 		return
 	}
@@ -372,7 +372,7 @@ func (s *Server) serveSOCKS5(c *conn, br *bufio.Reader) {
 		return
 	}
 	if chosen == methodNoAccept {
-		l.outcome = "auth_required"
+		l.outcome = outcomeAuthRequired
 		s.logTunnel(l)
 		return
 	}
@@ -385,7 +385,7 @@ func (s *Server) serveSOCKS5(c *conn, br *bufio.Reader) {
 		l.user = user
 		if want == methodPassword && !s.checkCredentials(user, pass) {
 			c.nc.Write([]byte{1, 1})
-			l.outcome = "auth_failed"
+			l.outcome = outcomeAuthFailed
 			s.logTunnel(l)
 			return
 		}
@@ -408,7 +408,7 @@ func (s *Server) serveSOCKS5(c *conn, br *bufio.Reader) {
 		// 0x02, "connection not allowed by ruleset": the nearest RFC 1928
 		// has to "over a connection cap"; the log says which.
 		c.nc.Write(socks5Reply(repNotAllowed, netip.AddrPort{}))
-		l.outcome = c.refusal.String()
+		l.outcome = c.refusal.outcome()
 		s.logTunnel(l)
 		return
 	}
@@ -422,13 +422,13 @@ func (s *Server) serveSOCKS5(c *conn, br *bufio.Reader) {
 		return
 	default:
 		c.nc.Write(socks5Reply(repCmdNotSupported, netip.AddrPort{}))
-		l.outcome = "command_not_supported"
+		l.outcome = outcomeCommandNotSupported
 		s.logTunnel(l)
 		return
 	}
 	if req.dst.port == 0 {
 		c.nc.Write(socks5Reply(repGeneralFailure, netip.AddrPort{}))
-		l.outcome = failBadAddress.String()
+		l.outcome = failBadAddress.outcome()
 		s.logTunnel(l)
 		return
 	}
@@ -456,14 +456,14 @@ func (s *Server) tunnel(c *conn, l *tunnelLog, t target, pending []byte,
 	if err != nil {
 		f := failureOf(err)
 		reply(nil, f, err)
-		l.outcome, l.err = f.String(), err
+		l.outcome, l.err = f.outcome(), err
 		s.logTunnel(l)
 		return
 	}
 	l.addr = ap.String()
 	if err := reply(dst.LocalAddr(), 0, nil); err != nil {
 		dst.Close()
-		l.outcome, l.err = "client_closed", err
+		l.outcome, l.err = outcomeClientClosed, err
 		s.logTunnel(l)
 		return
 	}

@@ -185,8 +185,7 @@ func (r refusal) deadline(d time.Duration) bool {
 }
 
 // cappedConn is a connection within the cap; closing it frees its slot.
-// It embeds the net.Conn as Conn: socketOf (ws_poll_linux.go) looks
-// through such wrappers for the socket.
+// NetConn tells socketOf (ws_poll_linux.go) the socket under it.
 type cappedConn struct {
 	net.Conn
 	l      *capListener
@@ -201,6 +200,9 @@ func (c *cappedConn) Close() error {
 	}
 	return c.Conn.Close()
 }
+
+// NetConn returns the connection c wraps, as crypto/tls.Conn.NetConn does.
+func (c *cappedConn) NetConn() net.Conn { return c.Conn }
 
 // CloseWrite half-closes the connection when the one underneath can:
 // net/http sends a response's FIN with it before closing a connection
