@@ -44,7 +44,7 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 		maxConns       = fs.Int("max-connections", 20000, "connections served at once; one more is answered 503 with Retry-After and closed")
 		maxWebSockets  = fs.Int("max-websockets", 0, "WebSocket connections open at once; further upgrades get 503 (0: 90% of --max-connections)")
 		writeDelay     = fs.Duration("write-delay", 30*time.Millisecond, "the longest a message to a WebSocket, SSE or NDJSON connection is held for batching while the hub is over --write-budget (0: never hold)")
-		writeBudget    = fs.Float64("write-budget", 20000, "hub-wide writes per second to WebSocket, SSE and NDJSON connections past which each connection is written about once per window of up to --write-delay (0: no budget, never hold)")
+		writeBudget    = fs.Float64("write-budget", 50000, "hub-wide writes per second to WebSocket, SSE and NDJSON connections past which each connection is written about once per window of up to --write-delay (0: no budget, never hold)")
 		wsCompression  = fs.Bool("ws-compression", true, "negotiate permessage-deflate on WebSockets; each publication is compressed once for all its subscribers")
 		wsCompressMin  = fs.Int("ws-compression-min", 256, "smallest publication, in bytes of its JSON envelope, sent compressed (0: every size)")
 		sseRetry       = fs.Duration("sse-retry", time.Second, "reconnect delay told to SSE clients (retry:)")

@@ -91,7 +91,7 @@ type Config struct {
 	// batches: each connection is then written about once per window of
 	// up to WriteDelay, and what arrives meanwhile shares that write.
 	// Below it every message is written as soon as its socket takes it.
-	// Zero means 20000; negative, no budget (nothing is held).
+	// Zero means 50000; negative, no budget (nothing is held).
 	WriteBudget float64
 	// NoWSCompression turns permessage-deflate off: WebSocket handshakes
 	// that offer it are answered without it. False (the zero value)
@@ -160,7 +160,7 @@ func (c Config) withDefaults() Config {
 		c.WriteDelay = 30 * time.Millisecond
 	}
 	if c.WriteBudget == 0 {
-		c.WriteBudget = 20000
+		c.WriteBudget = 50000
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = 25 * time.Second
