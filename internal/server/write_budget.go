@@ -26,7 +26,8 @@ import (
 // to in this window, is never held. Replies and close frames are never held
 // (wsWriters.schedule).
 //
-// A nil *writeBudget, or one with rate or max not positive, holds nothing.
+// newWriteBudget returns nil when rate or max is not positive (no budget);
+// a nil *writeBudget holds nothing.
 type writeBudget struct {
 	rate float64       // writes per second; not positive: no budget
 	max  time.Duration // the longest window; not positive: no budget
@@ -37,7 +38,10 @@ type writeBudget struct {
 	allow   atomic.Int64  // the writes the current window's length pays for
 	over    atomic.Bool   // the window before was over budget
 
-	mu     sync.Mutex    // serialises roll; guards length
+	// mu serialises roll and guards length. Lock order: wsWriters.mu,
+	// then mu (schedule asks hold under wsWriters.mu); nothing is locked
+	// under mu.
+	mu     sync.Mutex
 	length time.Duration // the current window's planned length
 }
 
