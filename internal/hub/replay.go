@@ -138,6 +138,14 @@ func (s *Session) applyPageLocked(channel string, st *subState, state StreamStat
 	st.started = true
 	var gap *msg.Gap
 	switch {
+	case st.epoch != "" && state.Epoch == "":
+		// The store lost the channel and holds no epoch yet (Redis
+		// restarted empty): nothing is known of what comes next. The
+		// reader keeps its position, and the first publication of the
+		// new epoch announces the gap, with that epoch (pushLocked) —
+		// not a gap of no epoch now, which a publication racing this
+		// read would follow with a second one.
+		page = nil
 	case st.epoch != "" && st.epoch != state.Epoch:
 		// Another epoch: the position means nothing here. Replay what
 		// is retained; a gap unless nothing can have been lost (a reader
@@ -159,7 +167,9 @@ func (s *Session) applyPageLocked(channel string, st *subState, state StreamStat
 		gap = &msg.Gap{Type: msg.TypeGap, Channel: channel, Epoch: state.Epoch, Next: state.Oldest}
 		st.last = state.Oldest - 1
 	}
-	st.epoch = state.Epoch
+	if state.Epoch != "" {
+		st.epoch = state.Epoch
+	}
 	if gap != nil {
 		_, n := s.enqueueLocked(Item{Gap: gap})
 		grew += n
