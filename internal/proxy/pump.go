@@ -103,7 +103,11 @@ func (p *pump) copyLoop(dst, src net.Conn, pending []byte, n counter) error {
 		}
 		p.touch()
 	}
-	// Deadlines are refreshed only when a good part of their span has
+	if ok, err := p.spliceCopy(dst, src, n); ok {
+		return err
+	}
+	// The general path, for what spliceLoop cannot take (not two TCP
+	// sockets, or not Linux). Deadlines are refreshed only when a good part of their span has
 	// passed: during a bulk transfer this loop turns thousands of times a
 	// second, and each refresh is a timer update.
 	var readSet, writeDeadline time.Time
