@@ -78,7 +78,7 @@ func (p *pump) idleLongEnough() bool {
 // copy moves src to dst until EOF (then half-closes dst) or an error, and
 // sends the outcome to errc.
 func (p *pump) copy(dst, src net.Conn, pending []byte, n counter, errc chan<- error) {
-	errc <- p.copyLoop(dst, src, pending, n)
+	errc <- p.copyDir(dst, src, pending, n)
 }
 
 // counter counts one direction's bytes, per tunnel and server-wide.
@@ -91,7 +91,11 @@ func (c counter) Add(n int64) {
 	}
 }
 
-func (p *pump) copyLoop(dst, src net.Conn, pending []byte, n counter) error {
+// copyDir writes the pending bytes, then hands the rest to spliceLoop
+// (two TCP sockets on Linux) or copyLoop. It is its own small frame so
+// that copyLoop's large one is not on the stack of a tunnel parked in
+// spliceLoop (an idle tunnel's goroutines are most of its memory).
+func (p *pump) copyDir(dst, src net.Conn, pending []byte, n counter) error {
 	if len(pending) > 0 {
 		if p.window > 0 {
 			dst.SetWriteDeadline(time.Now().Add(p.idle))
@@ -106,8 +110,13 @@ func (p *pump) copyLoop(dst, src net.Conn, pending []byte, n counter) error {
 	if ok, err := p.spliceCopy(dst, src, n); ok {
 		return err
 	}
-	// The general path, for what spliceLoop cannot take (not two TCP
-	// sockets, or not Linux). Deadlines are refreshed only when a good part of their span has
+	return p.copyLoop(dst, src, n)
+}
+
+// copyLoop is the general path, for what spliceLoop cannot take (not two
+// TCP sockets, or not Linux).
+func (p *pump) copyLoop(dst, src net.Conn, n counter) error {
+	// Deadlines are refreshed only when a good part of their span has
 	// passed: during a bulk transfer this loop turns thousands of times a
 	// second, and each refresh is a timer update.
 	var readSet, writeDeadline time.Time

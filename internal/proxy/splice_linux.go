@@ -41,12 +41,12 @@ func (p *pump) spliceLoop(dst, src *net.TCPConn, n counter) error {
 	if err != nil {
 		return err
 	}
-	var pipe *splicePipe
-	defer func() {
-		if pipe != nil {
-			pipe.release()
-		}
-	}()
+	// One allocation for the direction's state and its two callbacks,
+	// made once: closures built inside the loop would put their captured
+	// variables on the heap at every turn.
+	s := &splicer{src: src, dst: dst}
+	fill, drain := s.fill, s.drain
+	defer s.releasePipe()
 	var readSet, writeDeadline time.Time
 	for {
 		if p.window > 0 {
@@ -55,37 +55,10 @@ func (p *pump) spliceLoop(dst, src *net.TCPConn, n counter) error {
 				src.SetReadDeadline(now.Add(p.window))
 			}
 		}
-		var eof bool
-		var spliceErr error
-		err := srcRC.Read(func(fd uintptr) bool {
-			if pipe == nil {
-				if pipe, spliceErr = getPipe(); spliceErr != nil {
-					return true
-				}
-			}
-			for {
-				k, e := rawSplice(int(fd), pipe.w, pipe.size)
-				switch {
-				case e == syscall.EINTR:
-					continue
-				case e == syscall.EAGAIN:
-					// Nothing queued: wait without the pipe (it is empty:
-					// every read follows a flush).
-					pipe.release()
-					pipe = nil
-					return false
-				case e != 0:
-					spliceErr = &net.OpError{Op: "read", Net: "tcp", Source: src.LocalAddr(), Addr: src.RemoteAddr(), Err: os.NewSyscallError("splice", e)}
-				case k == 0:
-					eof = true
-				default:
-					pipe.buffered = k
-				}
-				return true
-			}
-		})
+		s.eof, s.err = false, nil
+		err := srcRC.Read(fill)
 		if err == nil {
-			err = spliceErr
+			err = s.err
 		}
 		if err != nil {
 			if isTimeout(err) {
@@ -96,7 +69,7 @@ func (p *pump) spliceLoop(dst, src *net.TCPConn, n counter) error {
 			}
 			return err
 		}
-		if eof {
+		if s.eof {
 			closeWrite(dst)
 			return nil
 		}
@@ -106,30 +79,14 @@ func (p *pump) spliceLoop(dst, src *net.TCPConn, n counter) error {
 				dst.SetWriteDeadline(writeDeadline)
 			}
 		}
-		var moved int
-		err = dstRC.Write(func(fd uintptr) bool {
-			for pipe.buffered > 0 {
-				k, e := rawSplice(pipe.r, int(fd), pipe.buffered)
-				switch {
-				case e == syscall.EINTR:
-					continue
-				case e == syscall.EAGAIN:
-					return false
-				case e != 0:
-					spliceErr = &net.OpError{Op: "write", Net: "tcp", Source: dst.LocalAddr(), Addr: dst.RemoteAddr(), Err: os.NewSyscallError("splice", e)}
-					return true
-				}
-				pipe.buffered -= k
-				moved += k
-			}
-			return true
-		})
-		if moved > 0 {
-			n.Add(int64(moved))
+		s.moved = 0
+		err = dstRC.Write(drain)
+		if s.moved > 0 {
+			n.Add(int64(s.moved))
 			p.touch()
 		}
 		if err == nil {
-			err = spliceErr
+			err = s.err
 		}
 		if err != nil {
 			if isTimeout(err) {
@@ -138,6 +95,74 @@ func (p *pump) spliceLoop(dst, src *net.TCPConn, n counter) error {
 			}
 			return err
 		}
+	}
+}
+
+// splicer is one direction's state between spliceLoop and its RawConn
+// callbacks.
+type splicer struct {
+	src, dst *net.TCPConn
+	pipe     *splicePipe // nil while the direction waits for bytes
+	eof      bool        // fill saw the source's FIN
+	err      error       // a splice or pipe error from a callback
+	moved    int         // bytes drain spliced out this turn
+}
+
+// fill splices what the source has queued into the pipe (taking one from
+// the pool first). It reports false, giving the pipe back, when nothing
+// is queued: RawConn.Read then parks in the poller and calls it again on
+// readiness.
+func (s *splicer) fill(fd uintptr) bool {
+	if s.pipe == nil {
+		if s.pipe, s.err = getPipe(); s.err != nil {
+			return true
+		}
+	}
+	for {
+		k, e := rawSplice(int(fd), s.pipe.w, s.pipe.size)
+		switch {
+		case e == syscall.EINTR:
+			continue
+		case e == syscall.EAGAIN:
+			// The pipe is empty here (every fill follows a drain), so the
+			// direction waits without it.
+			s.releasePipe()
+			return false
+		case e != 0:
+			s.err = &net.OpError{Op: "read", Net: "tcp", Source: s.src.LocalAddr(), Addr: s.src.RemoteAddr(), Err: os.NewSyscallError("splice", e)}
+		case k == 0:
+			s.eof = true
+		default:
+			s.pipe.buffered = k
+		}
+		return true
+	}
+}
+
+// drain splices the pipe's bytes into the destination; it reports false
+// when the destination's buffer is full, so RawConn.Write waits for room.
+func (s *splicer) drain(fd uintptr) bool {
+	for s.pipe.buffered > 0 {
+		k, e := rawSplice(s.pipe.r, int(fd), s.pipe.buffered)
+		switch {
+		case e == syscall.EINTR:
+			continue
+		case e == syscall.EAGAIN:
+			return false
+		case e != 0:
+			s.err = &net.OpError{Op: "write", Net: "tcp", Source: s.dst.LocalAddr(), Addr: s.dst.RemoteAddr(), Err: os.NewSyscallError("splice", e)}
+			return true
+		}
+		s.pipe.buffered -= k
+		s.moved += k
+	}
+	return true
+}
+
+func (s *splicer) releasePipe() {
+	if s.pipe != nil {
+		s.pipe.release()
+		s.pipe = nil
 	}
 }
 
