@@ -76,9 +76,21 @@ func (p *pump) idleLongEnough() bool {
 }
 
 // copy moves src to dst until EOF (then half-closes dst) or an error, and
-// sends the outcome to errc.
+// sends the outcome to errc: the pending bytes first, then spliceLoop
+// (two TCP sockets on Linux) or copyLoop. The choice is made here, not in
+// a helper below, so the stack of a tunnel parked in spliceLoop stays
+// short: an idle tunnel's goroutine stacks are most of its memory, and a
+// few hundred bytes more of frames double a 2 KiB stack.
 func (p *pump) copy(dst, src net.Conn, pending []byte, n counter, errc chan<- error) {
-	errc <- p.copyDir(dst, src, pending, n)
+	if err := p.writePending(dst, pending, n); err != nil {
+		errc <- err
+		return
+	}
+	if d, s, ok := spliceable(dst, src); ok {
+		errc <- p.spliceLoop(d, s, n)
+		return
+	}
+	errc <- p.copyLoop(dst, src, n)
 }
 
 // counter counts one direction's bytes, per tunnel and server-wide.
@@ -91,26 +103,20 @@ func (c counter) Add(n int64) {
 	}
 }
 
-// copyDir writes the pending bytes, then hands the rest to spliceLoop
-// (two TCP sockets on Linux) or copyLoop. It is its own small frame so
-// that copyLoop's large one is not on the stack of a tunnel parked in
-// spliceLoop (an idle tunnel's goroutines are most of its memory).
-func (p *pump) copyDir(dst, src net.Conn, pending []byte, n counter) error {
-	if len(pending) > 0 {
-		if p.window > 0 {
-			dst.SetWriteDeadline(time.Now().Add(p.idle))
-		}
-		m, err := dst.Write(pending)
-		n.Add(int64(m))
-		if err != nil {
-			return err
-		}
+// writePending writes bytes already read off src's peer to dst.
+func (p *pump) writePending(dst net.Conn, pending []byte, n counter) error {
+	if len(pending) == 0 {
+		return nil
+	}
+	if p.window > 0 {
+		dst.SetWriteDeadline(time.Now().Add(p.idle))
+	}
+	m, err := dst.Write(pending)
+	n.Add(int64(m))
+	if err == nil {
 		p.touch()
 	}
-	if ok, err := p.spliceCopy(dst, src, n); ok {
-		return err
-	}
-	return p.copyLoop(dst, src, n)
+	return err
 }
 
 // copyLoop is the general path, for what spliceLoop cannot take (not two

@@ -33,30 +33,47 @@ import (
 // write deadline is about an idle period ahead and fires only for a peer
 // that stopped reading.
 func (p *pump) spliceLoop(dst, src *net.TCPConn, n counter) error {
-	srcRC, err := src.SyscallConn()
+	// All of the direction's state lives in one allocation, with its two
+	// callbacks made once: closures built inside the loop would put their
+	// captured variables on the heap at every turn, and a small frame here
+	// keeps a parked tunnel's stack at its first 2 KiB.
+	s := &splicer{p: p, src: src, dst: dst, n: n}
+	s.fillFn, s.drainFn = s.fill, s.drain
+	err := s.run()
+	s.releasePipe()
+	return err
+}
+
+// splicer is one direction's state between spliceLoop and its RawConn
+// callbacks.
+type splicer struct {
+	p                    *pump
+	src, dst             *net.TCPConn
+	n                    counter
+	fillFn, drainFn      func(uintptr) bool
+	readSet, writeExpiry time.Time   // when the deadlines were last moved
+	pipe                 *splicePipe // nil while the direction waits for bytes
+	eof                  bool        // fill saw the source's FIN
+	err                  error       // a splice or pipe error from a callback
+	moved                int         // bytes drain spliced out this turn
+}
+
+func (s *splicer) run() error {
+	srcRC, err := s.src.SyscallConn()
 	if err != nil {
 		return err
 	}
-	dstRC, err := dst.SyscallConn()
+	dstRC, err := s.dst.SyscallConn()
 	if err != nil {
 		return err
 	}
-	// One allocation for the direction's state and its two callbacks,
-	// made once: closures built inside the loop would put their captured
-	// variables on the heap at every turn.
-	s := &splicer{src: src, dst: dst}
-	fill, drain := s.fill, s.drain
-	defer s.releasePipe()
-	var readSet, writeDeadline time.Time
+	p := s.p
 	for {
 		if p.window > 0 {
-			if now := time.Now(); now.Sub(readSet) > p.window/8 {
-				readSet = now
-				src.SetReadDeadline(now.Add(p.window))
-			}
+			s.moveReadDeadline()
 		}
 		s.eof, s.err = false, nil
-		err := srcRC.Read(fill)
+		err := srcRC.Read(s.fillFn)
 		if err == nil {
 			err = s.err
 		}
@@ -70,19 +87,16 @@ func (p *pump) spliceLoop(dst, src *net.TCPConn, n counter) error {
 			return err
 		}
 		if s.eof {
-			closeWrite(dst)
+			closeWrite(s.dst)
 			return nil
 		}
 		if p.window > 0 {
-			if now := time.Now(); writeDeadline.Sub(now) < p.idle-p.window {
-				writeDeadline = now.Add(p.idle)
-				dst.SetWriteDeadline(writeDeadline)
-			}
+			s.moveWriteDeadline()
 		}
 		s.moved = 0
-		err = dstRC.Write(drain)
+		err = dstRC.Write(s.drainFn)
 		if s.moved > 0 {
-			n.Add(int64(s.moved))
+			s.n.Add(int64(s.moved))
 			p.touch()
 		}
 		if err == nil {
@@ -98,14 +112,22 @@ func (p *pump) spliceLoop(dst, src *net.TCPConn, n counter) error {
 	}
 }
 
-// splicer is one direction's state between spliceLoop and its RawConn
-// callbacks.
-type splicer struct {
-	src, dst *net.TCPConn
-	pipe     *splicePipe // nil while the direction waits for bytes
-	eof      bool        // fill saw the source's FIN
-	err      error       // a splice or pipe error from a callback
-	moved    int         // bytes drain spliced out this turn
+// moveReadDeadline pushes the source's read deadline a window ahead when
+// an eighth of a window has passed since it was last moved.
+func (s *splicer) moveReadDeadline() {
+	if now := time.Now(); now.Sub(s.readSet) > s.p.window/8 {
+		s.readSet = now
+		s.src.SetReadDeadline(now.Add(s.p.window))
+	}
+}
+
+// moveWriteDeadline keeps the destination's write deadline about an idle
+// period ahead, moving it only when less than idle-window is left.
+func (s *splicer) moveWriteDeadline() {
+	if now := time.Now(); s.writeExpiry.Sub(now) < s.p.idle-s.p.window {
+		s.writeExpiry = now.Add(s.p.idle)
+		s.dst.SetWriteDeadline(s.writeExpiry)
+	}
 }
 
 // fill splices what the source has queued into the pipe (taking one from
@@ -173,13 +195,10 @@ func rawSplice(in, out, n int) (int, syscall.Errno) {
 	return int(r), e
 }
 
-// spliceCopy runs spliceLoop when both ends are TCP sockets, and
-// reports false (having done nothing) otherwise.
-func (p *pump) spliceCopy(dst, src net.Conn, n counter) (bool, error) {
+// spliceable returns the two ends as TCP sockets when spliceLoop can
+// take them.
+func spliceable(dst, src net.Conn) (*net.TCPConn, *net.TCPConn, bool) {
 	d, ok1 := dst.(*net.TCPConn)
 	s, ok2 := src.(*net.TCPConn)
-	if !ok1 || !ok2 {
-		return false, nil
-	}
-	return true, p.spliceLoop(d, s, n)
+	return d, s, ok1 && ok2
 }
