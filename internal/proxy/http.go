@@ -11,9 +11,11 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -531,9 +533,14 @@ func (f *forwarding) relayResponse(resp *http.Response) (bool, *origin) {
 	if _, err := c.nc.Write(rh.Bytes()); err != nil {
 		return f.abandon(resp, outcomeClientClosed, err)
 	}
+	gone, stopWatch := f.watchClientGone()
 	n, err := s.streamBody(c.nc, f.o.nc, resp.Body, chunked)
+	stopWatch()
 	l.down = n
 	if err != nil {
+		if gone.Load() {
+			return f.abandon(resp, outcomeClientClosed, errClientGone)
+		}
 		// Mid-body failure (the client left, say): the client sees a
 		// truncated response.
 		return f.abandon(resp, outcomeStreamFailed, err)
@@ -550,6 +557,34 @@ func (f *forwarding) relayResponse(resp *http.Response) (bool, *origin) {
 		o = nil
 	}
 	return f.clientKeep, o
+}
+
+// watchClientGone ends the origin connection when the client leaves while
+// the response body streams. A silent stream (an event stream between
+// heartbeats) would otherwise hold both connections until the origin next
+// writes, and Shutdown would wait for it. It watches only while nothing
+// else reads from the client (no request body in flight); a pipelined
+// request it sees stays in the buffer for the next round. gone reports
+// that the client left; stop ends the watch and waits for it, after which
+// the connection's deadlines are the caller's to set again (serveHTTP sets
+// them before every request).
+func (f *forwarding) watchClientGone() (gone *atomic.Bool, stop func()) {
+	gone = new(atomic.Bool)
+	if f.bodyRunning {
+		return gone, func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := f.br.Peek(1); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			gone.Store(true)
+			f.o.nc.Close()
+		}
+	}()
+	return gone, func() {
+		f.c.nc.SetReadDeadline(time.Now())
+		<-done
+	}
 }
 
 // responseHead rewrites resp's head for the client: hop-by-hop headers

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -438,5 +439,47 @@ func TestLiveByteMetrics(t *testing.T) {
 	waitIdle(t, p)
 	if p.metrics.bytesUp.Load() != 10 || p.metrics.bytesDown.Load() != 10 {
 		t.Fatalf("counted twice: up %d down %d", p.metrics.bytesUp.Load(), p.metrics.bytesDown.Load())
+	}
+}
+
+// TestForwardedSilentStreamEndsWhenClientLeaves: a client that leaves a
+// forwarded stream while the origin sends nothing ends the forward at
+// once — the origin sees its request's connection close — instead of
+// holding both connections until the origin next writes (and Shutdown
+// waiting for that). The log says the client closed it.
+func TestForwardedSilentStreamEndsWhenClientLeaves(t *testing.T) {
+	checkLeaks(t)
+	originSawClose := make(chan struct{})
+	origin := httpOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, ": open\n\n")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done() // silent until the proxy lets go
+		close(originSawClose)
+	})
+	p := startProxy(t, Config{Allow: loopback})
+	c := dialProxy(t, p.addr)
+	fmt.Fprintf(c, "GET %s/events HTTP/1.1\r\nHost: x\r\n\r\n", origin)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	c.Close()
+	select {
+	case <-originSawClose:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the origin's silent stream is still held 20 s after the client left")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for !strings.Contains(p.log.String(), `"outcome":"client_closed"`) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no client_closed line in the access log:\n%s", p.log.String())
+		case <-time.After(20 * time.Millisecond): // polling the log for the line
+		}
 	}
 }
