@@ -59,7 +59,10 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 		jwtSecret      = fs.String("jwt-secret", envOr("DUPLEX_JWT_SECRET", ""), "HS256 secret; when set every /v1/ endpoint but /v1/echo needs a token (env DUPLEX_JWT_SECRET)")
 		logLevel       = fs.String("log-level", "info", "debug, info, warn or error")
 		origins        stringList
+		presenceGlobs  stringList
+		presenceTTL    = fs.Duration("presence-ttl", 60*time.Second, "Redis engine: how long the members of a hub that stopped without a goodbye stay present; they then leave (with leave events)")
 	)
+	fs.Var(&presenceGlobs, "presence", "keep presence (members, join/leave events) on channels matching this glob, repeated or comma-separated (default: none)")
 	fs.Var(&origins, "allowed-origins", "browser origins allowed for WebSocket and CORS, comma-separated or repeated; * for any (default: same origin and localhost)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -83,7 +86,14 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 	}
 	defer ln.Close()
 
-	engine, err := newEngine(engineFlags{url: *engineURL, historySize: *historySize, historyTTL: *historyTTL, timeout: *engineTimeout}, logger)
+	presenceMatch, err := channelGlobs(presenceGlobs)
+	if err != nil {
+		return fmt.Errorf("--presence: %w", err)
+	}
+	if *presenceTTL <= 0 {
+		return fmt.Errorf("--presence-ttl must be positive")
+	}
+	engine, err := newEngine(engineFlags{url: *engineURL, historySize: *historySize, historyTTL: *historyTTL, timeout: *engineTimeout, presenceTTL: *presenceTTL}, logger)
 	if err != nil {
 		return err
 	}
@@ -91,6 +101,7 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 		Engine: engine, Logger: logger, MaxMessage: *maxMessage, MaxChannels: *maxChannels,
 		QueueMessages: *queueMessages, QueueBytes: *queueBytes,
 		MaxQueuedBytes: *maxQueuedBytes, EngineTimeout: *engineTimeout,
+		Presence: presenceMatch,
 	})
 	if err != nil {
 		return err

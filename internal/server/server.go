@@ -199,6 +199,8 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/channels/{channel}/messages", s.handlePublish)
 	m.HandleFunc("GET /v1/channels/{channel}/messages", s.handleHistory)
 	m.HandleFunc("/v1/channels/{channel}/messages", methodNotAllowed("GET, HEAD, POST"))
+	m.HandleFunc("GET /v1/channels/{channel}/presence", s.handlePresence)
+	m.HandleFunc("/v1/channels/{channel}/presence", methodNotAllowed("GET, HEAD"))
 	m.HandleFunc("GET /v1/channels/{channel}", s.handleInfo)
 	m.HandleFunc("/v1/channels/{channel}", methodNotAllowed("GET, HEAD"))
 	m.HandleFunc("GET /v1/echo", s.handleEcho)

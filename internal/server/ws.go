@@ -126,7 +126,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, echo bool) {
 	// The connection's context carries the token's claims, and nothing
 	// of the request, which the connection outlives.
 	ctx := context.WithValue(context.Background(), claimsKey{}, r.Context().Value(claimsKey{}))
-	wc := &wsConn{s: s, sess: sess, echo: echo, ctx: ctx, laterAt: -1}
+	wc := &wsConn{s: s, sess: sess, echo: echo, ctx: ctx, laterAt: -1, client: newClientID()}
 	hj := &wsHijacker{ResponseWriter: w}
 	c, err := websocket.Accept(hj, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{wsSubprotocol},
@@ -176,6 +176,8 @@ type wsConn struct {
 	// repliesOut those written: while they differ a reply waits, and the
 	// connection is not held for coalescing.
 	repliesIn, repliesOut atomic.Uint64
+	// client is the connection's presence client id (ws_presence.go).
+	client string
 	slot                  int // its ping slot, in [0, wsPingSlots)
 
 	// writing is true while the connection is on a writer list or
@@ -605,6 +607,9 @@ func (wc *wsConn) run1(ctx context.Context, cmd wsCommand) ([]byte, error) {
 			wc.repliesIn.Add(1) // queued next, ahead of the replay
 			return wsPosition(cmd.ID, r.Channel, r.Epoch, r.Offset, 0, false)
 		}}
+		if err := wc.presenceOptions(ctx, &opts, cmd); err != nil {
+			return nil, err
+		}
 		if cmd.Offset != nil {
 			pos := msg.Position{Offset: *cmd.Offset}
 			if cmd.Epoch != nil {
@@ -639,6 +644,8 @@ func (wc *wsConn) run1(ctx context.Context, cmd wsCommand) ([]byte, error) {
 		return wsPosition(cmd.ID, p.Channel, p.Epoch, p.Offset, p.Time, true), nil
 	case wsHistory:
 		return wc.history(ctx, cmd)
+	case wsPresence, wsPresenceStats:
+		return wc.presence(ctx, cmd)
 	}
 	return nil, msg.Errorf(msg.CodeBadRequest, "unknown type %q", truncate(cmd.Type))
 }

@@ -17,6 +17,9 @@ const (
 	wsPublish     = "publish"
 	wsHistory     = "history"
 	wsPing        = "ping"
+	// Presence reads (ws_presence.go).
+	wsPresence      = "presence"
+	wsPresenceStats = "presence_stats"
 )
 
 // maxWSIDLen bounds the id a client may choose, so echoing it costs little.
@@ -33,6 +36,9 @@ type wsCommand struct {
 	After   *uint64         `json:"after"`
 	Limit   *int            `json:"limit"`
 	Data    json.RawMessage `json:"data"`
+	// JoinLeave and Info are a subscribe's presence options.
+	JoinLeave bool            `json:"join_leave"`
+	Info      json.RawMessage `json:"info"`
 }
 
 // errNotObject is returned by parseWSCommand for a frame that is not a JSON
@@ -71,14 +77,14 @@ func parseWSCommand(b []byte) (wsCommand, error) {
 	}
 	switch cmd.Type {
 	case "":
-		return cmd, msg.Errorf(msg.CodeBadRequest, "type is required: subscribe, unsubscribe, publish, history or ping")
-	case wsSubscribe, wsUnsubscribe, wsPublish, wsHistory:
+		return cmd, msg.Errorf(msg.CodeBadRequest, "type is required: subscribe, unsubscribe, publish, history, presence, presence_stats or ping")
+	case wsSubscribe, wsUnsubscribe, wsPublish, wsHistory, wsPresence, wsPresenceStats:
 		if cmd.Channel == "" {
 			return cmd, msg.Errorf(msg.CodeBadRequest, "%s needs a channel", cmd.Type)
 		}
 	case wsPing:
 	default:
-		return cmd, msg.Errorf(msg.CodeBadRequest, "unknown type %q: expected subscribe, unsubscribe, publish, history or ping", truncate(cmd.Type))
+		return cmd, msg.Errorf(msg.CodeBadRequest, "unknown type %q: expected subscribe, unsubscribe, publish, history, presence, presence_stats or ping", truncate(cmd.Type))
 	}
 	if cmd.Type == wsSubscribe && cmd.Epoch != nil {
 		if *cmd.Epoch != "" && !msg.ValidEpoch(*cmd.Epoch) {
