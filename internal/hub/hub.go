@@ -205,8 +205,8 @@ type Stats struct {
 	Lost, ReplayReads uint64
 	// EngineDowns counts the engine's Handlers.Down calls; EngineDown
 	// is whether the engine is down now.
-	EngineDowns        uint64
-	EngineDown         bool
+	EngineDowns uint64
+	EngineDown  bool
 	// PresenceEvents counts the joins and leaves the engine brought.
 	PresenceEvents     uint64
 	Sessions, Channels int

@@ -178,7 +178,7 @@ type wsConn struct {
 	repliesIn, repliesOut atomic.Uint64
 	// client is the connection's presence client id (ws_presence.go).
 	client string
-	slot                  int // its ping slot, in [0, wsPingSlots)
+	slot   int // its ping slot, in [0, wsPingSlots)
 
 	// writing is true while the connection is on a writer list or
 	// being drained (ws_write.go); the session's notify hook, or a due

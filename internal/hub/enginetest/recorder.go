@@ -21,15 +21,15 @@ const waitLimit = 20 * time.Second
 type recorder struct {
 	mu sync.Mutex // guards everything below
 	// got holds each channel's delivered offsets, in delivery order.
-	got   map[string][]uint64
-	pubs  map[string][]*hub.Publication
-	lost  map[string]int
-	errs  []string
-	inCh  map[string]bool // a Deliver for the channel is running
+	got  map[string][]uint64
+	pubs map[string][]*hub.Publication
+	lost map[string]int
+	errs []string
+	inCh map[string]bool // a Deliver for the channel is running
 	// seq holds each channel's deliveries and presence events in the
 	// order they came: "p<offset>", "join:<client>", "leave:<client>".
-	seq map[string][]string
-	wake  chan struct{}   // closed and replaced on every change
+	seq   map[string][]string
+	wake  chan struct{} // closed and replaced on every change
 	total int
 }
 
