@@ -207,7 +207,9 @@ func (h *Hub) join(ctx context.Context, channel string, m msg.Member) error {
 	lm.refs++
 	lm.ops++
 	if lm.leave != nil {
-		lm.leave.Stop()
+		if lm.leave.Stop() {
+			r.ops.Done() // its callback will not run
+		}
 		lm.leave = nil
 	}
 	r.mu.Unlock()

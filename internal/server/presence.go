@@ -18,11 +18,6 @@ import (
 // endpoints that make a subscription a member with info= and ask for joins
 // and leaves with join_leave=1 (docs/protocol.md, "Presence").
 
-// pollPresenceLinger is how long a long-poll reader stays a member after
-// its poll ends: a reader that polls again (with the same client=) within
-// it is one member throughout, not a join and a leave per poll.
-const pollPresenceLinger = 10 * time.Second
-
 // maxInfoText bounds the info= text read, before the hub's own bound on
 // the compact JSON, so that a huge parameter is refused without parsing.
 const maxInfoText = 8 << 10
@@ -119,10 +114,10 @@ func member(ctx context.Context, client, transport string, info []byte) *msg.Mem
 }
 
 // presenceOptions fills the presence part of a subscription's options.
-func presenceOptions(ctx context.Context, opts *hub.SubscribeOptions, p presenceRequest, transport string) {
+func (s *Server) presenceOptions(ctx context.Context, opts *hub.SubscribeOptions, p presenceRequest, transport string) {
 	client, linger := p.Client, time.Duration(0)
 	if transport == "poll" {
-		linger = pollPresenceLinger
+		linger = s.cfg.PresencePollLinger
 	}
 	if client == "" {
 		client = newClientID()

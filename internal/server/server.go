@@ -71,6 +71,11 @@ type Config struct {
 	// client may ask. Zero means 25s and 60s.
 	PollTimeout    time.Duration
 	PollMaxTimeout time.Duration
+	// PresencePollLinger is how long a long-poll reader stays a member
+	// of a presence channel after its poll ends: one that polls again
+	// (with the same client=) within it is one member throughout, not a
+	// join and a leave per poll. Zero means 10s.
+	PresencePollLinger time.Duration
 	// PublishRate bounds publishes per second on one WebSocket connection.
 	// Zero means 1000; negative, no bound.
 	PublishRate float64
@@ -147,6 +152,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PollTimeout <= 0 {
 		c.PollTimeout = 25 * time.Second
+	}
+	if c.PresencePollLinger <= 0 {
+		c.PresencePollLinger = 10 * time.Second
 	}
 	if c.PollMaxTimeout <= 0 {
 		c.PollMaxTimeout = 60 * time.Second

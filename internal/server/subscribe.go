@@ -82,7 +82,7 @@ func (s *Server) openSession(ctx context.Context, req subRequest) (*hub.Session,
 	}
 	for _, ch := range req.Channels {
 		opts := hub.SubscribeOptions{}
-		presenceOptions(ctx, &opts, req.Presence, req.Transport)
+		s.presenceOptions(ctx, &opts, req.Presence, req.Transport)
 		if pos, ok := req.Cursor[ch]; ok {
 			opts.From = &pos
 		}
