@@ -26,7 +26,7 @@ var presenceSecret = []byte("presence-test-secret")
 // startPresenceHub starts a hub with presence on room:* and tokens on.
 func startPresenceHub(t *testing.T) *hubtest.Hub {
 	return hubtest.Start(t, &hubtest.Options{
-		Hub: hub.Config{Presence: func(ch string) bool { return strings.HasPrefix(ch, "room:") }, MaxPresenceInfo: 64},
+		Hub:    hub.Config{Presence: func(ch string) bool { return strings.HasPrefix(ch, "room:") }, MaxPresenceInfo: 64},
 		Server: server.Config{JWTSecret: presenceSecret, PresencePollLinger: 100 * time.Millisecond},
 	})
 }
