@@ -95,6 +95,9 @@ type wsCommand struct {
 	Data    json.RawMessage `json:"data,omitempty"`
 	After   *uint64         `json:"after,omitempty"`
 	Limit   int             `json:"limit,omitempty"`
+	// JoinLeave and Info are a subscribe's presence options.
+	JoinLeave bool            `json:"join_leave,omitempty"`
+	Info      json.RawMessage `json:"info,omitempty"`
 }
 
 func writeJSON(ctx context.Context, conn *websocket.Conn, timeout time.Duration, v any) error {
@@ -129,7 +132,7 @@ func (s *Subscription) runWS(ctx context.Context, a *attempt) error {
 
 	// Subscribe commands; the ids are the channel's index + 1.
 	for i, ch := range s.channels {
-		cmd := wsCommand{ID: uint64(i + 1), Type: "subscribe", Channel: ch}
+		cmd := wsCommand{ID: uint64(i + 1), Type: "subscribe", Channel: ch, JoinLeave: s.joinLeave, Info: s.info}
 		if pos, ok := s.recv[ch]; ok {
 			cmd.Epoch = pos.Epoch
 			off := pos.Offset
@@ -177,6 +180,8 @@ func (s *Subscription) runWS(ctx context.Context, a *attempt) error {
 			err = s.deliverMessage(ctx, a, f.envelope())
 		case msg.TypeGap:
 			err = s.deliverGap(ctx, a, f.gap())
+		case msg.TypeJoin, msg.TypeLeave:
+			err = s.deliverPresence(ctx, f.presence())
 		case "ok", "error":
 			if f.ID == 0 || f.ID > uint64(len(s.channels)) || acked[f.ID-1] {
 				continue // a reply to a ping, or to nothing of ours

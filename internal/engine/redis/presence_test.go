@@ -135,4 +135,3 @@ func TestPresenceStatsReadsNoMember(t *testing.T) {
 		t.Fatalf("stats ran %d HLEN and %d ZRANGEBYSCORE, want 2 and 1", h, z)
 	}
 }
-
