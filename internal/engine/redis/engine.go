@@ -132,8 +132,10 @@ type Engine struct {
 	downShards int // shards down past DownGrace; guarded by healthMu
 
 	// presMu guards local: this engine's presence members, channel →
-	// client → member JSON, which the refresher keeps alive. A leaf
-	// lock. presOnce starts the refresher; presStop stops it.
+	// client → member JSON, which the refresher keeps alive. Taken
+	// before no other lock; held across a Redis call only to join again
+	// a member Redis lost (RefreshPresence). presOnce starts the
+	// refresher; presStop stops it.
 	presMu   sync.Mutex
 	local    map[string]map[string]string
 	presOnce sync.Once

@@ -262,8 +262,8 @@ func (e *Engine) refreshLoop() {
 // PresenceTTL/4.
 func (e *Engine) RefreshPresence(ctx context.Context) error {
 	type group struct {
-		keys, args []string
-		members    int
+		keys, args, channels []string
+		members              int
 	}
 	head := []string{strconv.FormatInt(e.presenceExpiry().Milliseconds(), 10), e.keyTTL(),
 		strconv.Itoa(sweepLimit), e.sharded()}
@@ -281,9 +281,10 @@ func (e *Engine) RefreshPresence(ctx context.Context) error {
 		}
 		g := gs[len(gs)-1]
 		g.keys = append(g.keys, e.presenceKeys(ch)...)
+		g.channels = append(g.channels, ch)
 		g.args = append(g.args, e.pubsubName(ch), strconv.Itoa(len(ms)))
-		for c, m := range ms {
-			g.args = append(g.args, c, m)
+		for c := range ms {
+			g.args = append(g.args, c)
 		}
 		g.members += len(ms)
 	}
@@ -303,23 +304,58 @@ func (e *Engine) RefreshPresence(ctx context.Context) error {
 			cmds = append(cmds, rdb.B().Evalsha().Sha1(refreshSHA).Numkeys(int64(len(g.keys))).Key(g.keys...).Arg(g.args...).Build())
 		}
 	}
+	parent := ctx
 	ctx, cancel := e.callContext(ctx)
 	defer cancel()
 	start := time.Now()
 	res := rdb.DoMulti(ctx, cmds...)
 	e.stats.PresenceRefreshes.Add(1)
 	var firstErr error
+	type missing struct{ channel, client string }
+	var lost []missing
 	for i, r := range res {
 		err := r.Error()
 		if err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
 			// Redis lost the script (a restart): Exec loads it.
-			err = refreshScript.Exec(ctx, rdb, all[i].keys, all[i].args).Error()
+			r = refreshScript.Exec(ctx, rdb, all[i].keys, all[i].args)
+			err = r.Error()
 		}
-		if err != nil && firstErr == nil {
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		vals, err := r.AsStrSlice()
+		if err != nil {
 			firstErr = err
+			continue
+		}
+		for j := 1; j+1 < len(vals); j += 2 {
+			k, err := strconv.Atoi(vals[j])
+			if err == nil && k >= 0 && k < len(all[i].channels) {
+				lost = append(lost, missing{all[i].channels[k], vals[j+1]})
+			}
 		}
 	}
 	e.stats.observe(time.Since(start), firstErr)
+	// Members Redis swept while this engine lived (it was too slow to
+	// refresh them): join them again, with a join event, if they are
+	// still its own; one that left meanwhile is gone from local.
+	// presMu is held across the join, so that a Leave of the member
+	// (which forgets it under presMu first) runs its script after.
+	for _, m := range lost {
+		e.presMu.Lock()
+		if js, ok := e.local[m.channel][m.client]; ok {
+			err := e.runPresence(parent, "presence join", joinScript, e.presenceKeys(m.channel),
+				[]string{m.client, js, strconv.FormatInt(e.presenceExpiry().Milliseconds(), 10),
+					e.keyTTL(), e.pubsubName(m.channel), e.sharded(), strconv.Itoa(sweepLimit)})
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}
+		e.presMu.Unlock()
+	}
 	return firstErr
 }
 

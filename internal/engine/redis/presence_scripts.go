@@ -92,26 +92,28 @@ return 1
 // sweeps those channels: one call per batch, not per member. KEYS: pm, pz,
 // pu of each channel in turn. ARGV: expiry (ms from now), key TTL ms,
 // sweep limit, "1" for SPUBLISH, then per channel: its pub/sub name, the
-// number n of its members, and n pairs client, member JSON. A member
-// missing (swept while its hub was slow) is added back with a join.
-// Returns the number of members swept.
+// number n of its members, and their n client ids. It only moves the
+// expiry of members Redis still holds (ZADD XX): one that left meanwhile
+// (the batch was read before its Leave ran) must not come back. It returns
+// {swept, channel index, client, ...}: the members it did not find (swept
+// while their hub was slow), which the engine joins again if they are
+// still its own.
 var refreshScript = rueidis.NewLuaScript(presenceLib + refreshBody)
 
 const refreshBody = `
 local now = now_ms()
 local exp, keyttl, limit, sharded = now + tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local a, swept = 5, 0
+local a, swept, out = 5, 0, {0}
 for k = 1, #KEYS, 3 do
   local pm, pz, pu = KEYS[k], KEYS[k + 1], KEYS[k + 2]
   local name, n = ARGV[a], tonumber(ARGV[a + 1])
   a = a + 2
   for i = 1, n do
-    local c, m = ARGV[a], ARGV[a + 1]
-    a = a + 2
-    if redis.call('ZADD', pz, exp, c) == 1 then
-      redis.call('HSET', pm, c, m)
-      add_user(pu, user_of(m))
-      announce(name, sharded, '!j ' .. m)
+    local c = ARGV[a]
+    a = a + 1
+    if redis.call('ZADD', pz, 'XX', 'CH', exp, c) == 0 and not redis.call('ZSCORE', pz, c) then
+      out[#out + 1] = tostring((k - 1) / 3)
+      out[#out + 1] = c
     end
   end
   swept = swept + sweep(pm, pz, pu, now, limit, name, sharded)
@@ -119,7 +121,8 @@ for k = 1, #KEYS, 3 do
     for i = 0, 2 do redis.call('PEXPIRE', KEYS[k + i], keyttl) end
   end
 end
-return swept
+out[1] = swept
+return out
 `
 
 // membersScript sweeps a channel and returns its members' JSON. KEYS: pm,

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
+
 	"github.com/duplexhq/duplex/internal/hub"
 	"github.com/duplexhq/duplex/internal/redistest"
 	"github.com/duplexhq/duplex/msg"
@@ -43,6 +45,35 @@ func (p *presenceEvents) waitFor(t *testing.T, want string) {
 		case <-wake:
 		case <-deadline.C:
 			t.Fatalf("no %s; got %v", want, p.got)
+		}
+	}
+}
+
+// waitCount waits until want has come n times.
+func (p *presenceEvents) waitCount(t *testing.T, want string, n int) {
+	t.Helper()
+	deadline := time.NewTimer(30 * time.Second) // a broken engine, not a speed bound
+	defer deadline.Stop()
+	for {
+		p.mu.Lock()
+		got := 0
+		for _, g := range p.got {
+			if g == want {
+				got++
+			}
+		}
+		wake := p.wake
+		p.mu.Unlock()
+		if got == n {
+			return
+		}
+		if got > n {
+			t.Fatalf("%s came %d times, want %d", want, got, n)
+		}
+		select {
+		case <-wake:
+		case <-deadline.C:
+			t.Fatalf("%s came %d times, want %d", want, got, n)
 		}
 	}
 }
@@ -134,4 +165,59 @@ func TestPresenceStatsReadsNoMember(t *testing.T) {
 	if h, z := commandCalls(t, srv, "hlen"), commandCalls(t, srv, "zrangebyscore"); h != 2 || z != 1 {
 		t.Fatalf("stats ran %d HLEN and %d ZRANGEBYSCORE, want 2 and 1", h, z)
 	}
+}
+
+// TestPresenceRefreshNeverRevives: a refresh batch read before a member's
+// Leave ran must not bring the member back (the join/leave storm found
+// this): the refresh only moves the expiry of members Redis holds, and
+// names the others; a member Redis lost while its engine lives (swept: the
+// engine was too slow) is joined again, with a join event.
+func TestPresenceRefreshNeverRevives(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, nil)
+	ctx := context.Background()
+	e, ev := startPresenceEngine(t, srv.URL(), "r", time.Minute)
+	if err := e.Subscribe(ctx, "room"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{"m1", "m2"} {
+		if err := e.Join(ctx, "room", msg.Member{Client: c}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A stale batch naming "gone", which left already.
+	keys := e.presenceKeys("room")
+	res, err := refreshScript.Exec(ctx, mustClient(t, e), keys,
+		[]string{"45000", "120000", "1000", "0", e.pubsubName("room"), "2", "m1", "gone"}).AsStrSlice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 3 || res[2] != "gone" {
+		t.Fatalf("refresh answered %v, want gone named as missing", res)
+	}
+	if c, _, _ := e.PresenceStats(ctx, "room"); c != 2 {
+		t.Fatalf("%d members after a stale refresh, want 2", c)
+	}
+	if n := srv.MustDo("ZCARD", keys[1]); n[0] != "2" {
+		t.Fatalf("%s expiries after a stale refresh, want 2: gone came back", n[0])
+	}
+	// m2 swept behind the engine's back: the next refresh joins it again.
+	srv.MustDo("ZREM", keys[1], "m2")
+	srv.MustDo("HDEL", keys[0], "m2")
+	if err := e.RefreshPresence(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c, _, _ := e.PresenceStats(ctx, "room"); c != 2 {
+		t.Fatalf("%d members after the refresh, want m2 back", c)
+	}
+	ev.waitCount(t, "join:m2:", 2) // its join, and its return
+}
+
+func mustClient(t *testing.T, e *Engine) rueidis.Client {
+	t.Helper()
+	c, err := e.client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
