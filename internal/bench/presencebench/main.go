@@ -70,10 +70,11 @@ func main() {
 	for _, w := range ws {
 		w.waitJoins(int64(*n - int(failed.Load())))
 	}
+	b.waitClients(*redisAddr, int64(*n-int(failed.Load())+*watchers))
 	storm := time.Since(start)
 	stormCPU := cpuSeconds(*pid) - cpu0
 	stormCmds := commandStats(*redisAddr)
-	fmt.Printf("storm: %d members (%d failed) joined, every watcher saw every join, in %v; hub CPU %.2fs; Redis %s\n",
+	fmt.Printf("storm: %d members (%d failed) joined, every watcher saw every join and Redis holds them all, in %v; hub CPU %.2fs; Redis %s\n",
 		*n-int(failed.Load()), failed.Load(), storm.Round(time.Millisecond), stormCPU, stormCmds)
 
 	// Steady state.
@@ -100,12 +101,31 @@ func main() {
 	for _, w := range ws {
 		w.waitLeaves(int64(*n - int(failed.Load())))
 	}
-	fmt.Printf("leave storm: every watcher saw %d leaves in %v; hub CPU %.2fs; Redis %s\n",
+	b.waitClients(*redisAddr, int64(*watchers))
+	fmt.Printf("leave storm: every watcher saw %d leaves and Redis holds none, in %v; hub CPU %.2fs; Redis %s\n",
 		*n-int(failed.Load()), time.Since(start).Round(time.Millisecond), cpuSeconds(*pid)-cpu0, commandStats(*redisAddr))
 }
 
 type bench struct {
 	target, addr, channel string
+}
+
+// waitClients waits until Redis holds n members of the channel: the
+// subscribe replies come before the members are in Redis, on both hubs.
+func (b *bench) waitClients(redisAddr string, n int64) {
+	key := "duplex:{" + b.channel + "}:pm"
+	cmd := "HLEN"
+	if b.target == "centrifugo" {
+		key, cmd = "centrifugo.presence.data."+b.channel, "HLEN"
+	}
+	for {
+		line := strings.TrimSpace(redisDo(redisAddr, cmd, key))
+		got, _ := strconv.ParseInt(strings.TrimPrefix(line, ":"), 10, 64)
+		if got == n {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 type watcher struct {
@@ -132,7 +152,11 @@ func (b *bench) join(ctx context.Context, joinLeave bool) (*websocket.Conn, erro
 	url := "ws://" + b.addr + "/v1/ws"
 	if b.target == "centrifugo" {
 		url = "ws://" + b.addr + "/connection/websocket"
-		cmds = []string{`{"id":1,"connect":{}}`, `{"id":2,"subscribe":{"channel":"` + b.channel + `"}}`}
+		jl := ""
+		if joinLeave {
+			jl = `,"join_leave":true`
+		}
+		cmds = []string{`{"id":1,"connect":{}}`, `{"id":2,"subscribe":{"channel":"` + b.channel + `"` + jl + `}}`}
 	} else {
 		cmds = []string{`{"id":1,"type":"subscribe","channel":"` + b.channel + `","join_leave":` + strconv.FormatBool(joinLeave) + `}`}
 	}
