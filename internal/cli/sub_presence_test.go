@@ -56,3 +56,21 @@ func TestSubPresence(t *testing.T) {
 		t.Fatalf("plain channel: exit %d, stderr %q", code, errOut)
 	}
 }
+
+// TestServePresenceFlags: a bad --presence glob and a --presence-ttl that
+// is not positive are refused before the hub starts.
+func TestServePresenceFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--presence", "room:["}, "--presence: glob"},
+		{[]string{"--presence", "room:*", "--presence-ttl", "0s"}, "--presence-ttl must be positive"},
+	} {
+		var errb strings.Builder
+		args := append([]string{"serve", "--listen", "127.0.0.1:0"}, tc.args...)
+		if code := Main(context.Background(), args, Stdio{In: strings.NewReader(""), Out: &strings.Builder{}, Err: &errb}); code != 1 || !strings.Contains(errb.String(), tc.want) {
+			t.Fatalf("%v: exit %d, stderr %q, want %q", tc.args, code, errb.String(), tc.want)
+		}
+	}
+}
