@@ -83,8 +83,9 @@ type DialOptions struct {
 	// each on a new connection to the proxy.
 	Proxy string
 
-	// TLSConfig is used for https hubs and https proxies. Nil means the
-	// system defaults.
+	// TLSConfig is used for https hubs and https proxies: set RootCAs to
+	// trust a hub whose certificate a private CA signed ([CertPoolFromPEM]
+	// reads one). Nil means the system defaults.
 	TLSConfig *tls.Config
 
 	// Dial opens TCP connections (to the hub, or to the proxy). Nil means
@@ -122,6 +123,14 @@ type DialOptions struct {
 	// MaxFrame bounds one WebSocket frame, SSE event or NDJSON line from
 	// the hub. Zero means 4 MiB.
 	MaxFrame int
+
+	// NoCompression stops the WebSocket transport from offering
+	// permessage-deflate (RFC 7692). False (the zero value) offers it
+	// without context takeover either way: the hub then sends larger
+	// publications compressed (it compresses each once for all its
+	// subscribers) and the client compresses commands of 512 bytes and
+	// more. MaxFrame bounds a message as inflated.
+	NoCompression bool
 
 	// OnConnect, if set, is called each time a subscription's transport
 	// opens. OnDisconnect, if set, is called each time a connection
@@ -277,9 +286,12 @@ func parseHubURL(raw string) (*url.URL, error) {
 
 // httpClients builds the two HTTP clients: one for ordinary requests (HTTP
 // proxies forward them, SOCKS proxies tunnel them) and one for WebSocket
-// handshakes, which always tunnel.
+// handshakes, which always tunnel. Against an https hub the first offers
+// HTTP/2, so SSE, NDJSON, polls and requests share one connection; the
+// second offers only HTTP/1.1, the one WebSocket runs over (the hub does
+// not do RFC 8441; docs/protocol.md, "TLS and HTTP/2").
 func (c *Client) httpClients() (*http.Client, *http.Client) {
-	mk := func(dial dialFunc, prox func(*http.Request) (*url.URL, error)) *http.Client {
+	mk := func(dial dialFunc, prox func(*http.Request) (*url.URL, error), h2 bool) *http.Client {
 		tr := &http.Transport{
 			Proxy:                 prox,
 			DialContext:           dial,
@@ -288,15 +300,17 @@ func (c *Client) httpClients() (*http.Client, *http.Client) {
 			MaxIdleConnsPerHost:   16,
 			IdleConnTimeout:       90 * time.Second,
 			ResponseHeaderTimeout: 0, // per request, by context
-			ForceAttemptHTTP2:     false,
-			TLSNextProto:          map[string]func(string, *tls.Conn) http.RoundTripper{},
+			ForceAttemptHTTP2:     h2,
+		}
+		if !h2 {
+			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 		}
 		return &http.Client{Transport: tr}
 	}
 	tunnel := tunnelDialer(c.proxy, c.opts.Dial, c.opts.TLSConfig)
 	var plain *http.Client
 	if c.proxy != nil && (c.proxy.Scheme == "http" || c.proxy.Scheme == "https") {
-		plain = mk(c.opts.Dial, http.ProxyURL(c.proxy))
+		plain = mk(c.opts.Dial, http.ProxyURL(c.proxy), true)
 		// Some proxies (tinyproxy) close the client connection after each
 		// forwarded response without saying so; a POST sent on such a
 		// connection fails with EOF and must not be retried blindly (it
@@ -304,9 +318,9 @@ func (c *Client) httpClients() (*http.Client, *http.Client) {
 		// connection each.
 		plain.Transport.(*http.Transport).DisableKeepAlives = true
 	} else {
-		plain = mk(tunnel, nil)
+		plain = mk(tunnel, nil, true)
 	}
-	return plain, mk(tunnel, nil)
+	return plain, mk(tunnel, nil, false)
 }
 
 func (c *Client) closeTransports() {

@@ -1,200 +1,71 @@
 package client
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 
 	"github.com/duplexhq/duplex/msg"
 )
 
-// This file holds the decoders of the hub's streaming formats: Server-Sent
-// Events, NDJSON lines and the long-poll answer. Each bounds what it
-// buffers, and each is fuzzed (decode_test.go).
+// This file adapts the hub's stream decoders (msg.SSEDecoder,
+// msg.NDJSONDecoder: the one definition of a well-formed stream, shared
+// with the hub's tests and the load generator) to the client: comments are
+// skipped, a stream that ends inside a line or an event, or a line over
+// DialOptions.MaxFrame, is ErrProtocol, and a read error stays what it is.
+// The long-poll answer is decoded here too. Each is fuzzed
+// (decode_test.go).
 
 // sseEvent is one event block of a text/event-stream.
-type sseEvent struct {
-	ID      string // the last event ID after this block
-	IDSet   bool   // the block had an id field
-	Type    string // the event field; "" means "message"
-	Data    []byte // data lines joined with \n
-	HasData bool
-	Retry   int // the retry field in ms, or -1
-}
+type sseEvent = msg.SSEEvent
 
-// sseDecoder reads event blocks per the HTML standard's event-stream
-// interpretation: lines end with CRLF, LF or CR; a blank line ends a block;
-// lines starting with ':' are comments; "field: value" with one optional
-// space after the colon; unknown fields are ignored.
+// sseDecoder returns the blocks of an event stream that had at least one
+// field, with or without data.
 type sseDecoder struct {
-	r      *bufio.Reader
-	max    int // longest line and longest data
-	skipLF bool
-	lastID string
-	line   []byte
+	d *msg.SSEDecoder
 }
 
 func newSSEDecoder(r io.Reader, max int) *sseDecoder {
-	return &sseDecoder{r: bufio.NewReaderSize(r, 4096), max: max}
+	return &sseDecoder{d: msg.NewSSEDecoder(r, max)}
 }
 
-var errTruncated = errors.New("stream ended in the middle of a line or event")
-
-// readLine returns the next line without its end. At the end of the
-// stream it returns io.EOF if no partial line was read, otherwise a
-// protocol error.
-func (d *sseDecoder) readLine() ([]byte, error) {
-	d.line = d.line[:0]
-	for {
-		c, err := d.r.ReadByte()
-		if err != nil {
-			if err == io.EOF && len(d.line) > 0 {
-				return nil, fmt.Errorf("%w: %v", ErrProtocol, errTruncated)
-			}
-			return nil, err
-		}
-		if d.skipLF {
-			d.skipLF = false
-			if c == '\n' {
-				continue
-			}
-		}
-		switch c {
-		case '\n':
-			return d.line, nil
-		case '\r':
-			d.skipLF = true
-			return d.line, nil
-		}
-		if len(d.line) >= d.max {
-			return nil, fmt.Errorf("%w: SSE line longer than %d bytes", ErrProtocol, d.max)
-		}
-		d.line = append(d.line, c)
-	}
-}
-
-// Next returns the next block that had at least one field. A stream that
-// ends inside a block is a protocol error; one that ends between blocks
-// returns io.EOF.
+// Next returns the next block. A stream that ends between blocks returns
+// io.EOF.
 func (d *sseDecoder) Next() (sseEvent, error) {
-	ev := sseEvent{Retry: -1}
-	fields := 0
 	for {
-		line, err := d.readLine()
+		ev, err := d.d.Next()
 		if err != nil {
-			if err == io.EOF && fields > 0 {
-				return sseEvent{}, fmt.Errorf("%w: %v", ErrProtocol, errTruncated)
-			}
-			return sseEvent{}, err
+			return sseEvent{}, protocolError(err)
 		}
-		if len(line) == 0 {
-			if fields == 0 {
-				continue
-			}
-			ev.ID = d.lastID
+		if !ev.Comment {
 			return ev, nil
 		}
-		if line[0] == ':' {
-			continue // comment (heartbeat)
-		}
-		name, value := line, []byte(nil)
-		if i := bytes.IndexByte(line, ':'); i >= 0 {
-			name, value = line[:i], line[i+1:]
-			if len(value) > 0 && value[0] == ' ' {
-				value = value[1:]
-			}
-		}
-		switch string(name) {
-		case "event":
-			ev.Type = string(value)
-		case "data":
-			if ev.HasData {
-				ev.Data = append(ev.Data, '\n')
-			}
-			if len(ev.Data)+len(value) > d.max {
-				return sseEvent{}, fmt.Errorf("%w: SSE event data longer than %d bytes", ErrProtocol, d.max)
-			}
-			ev.Data = append(ev.Data, value...)
-			ev.HasData = true
-		case "id":
-			if bytes.IndexByte(value, 0) < 0 {
-				d.lastID = string(value)
-				ev.IDSet = true
-			}
-		case "retry":
-			if n, err := strconv.Atoi(string(value)); err == nil && n >= 0 && isDigits(value) {
-				ev.Retry = n
-			}
-		default:
-			continue // unknown field: ignored, and not counted
-		}
-		fields++
 	}
 }
 
-func isDigits(b []byte) bool {
-	if len(b) == 0 {
-		return false
+// protocolError makes the decoders' verdicts on the stream ErrProtocol.
+func protocolError(err error) error {
+	if errors.Is(err, msg.ErrTruncated) || errors.Is(err, msg.ErrLineTooLong) {
+		return fmt.Errorf("%w: %v", ErrProtocol, err)
 	}
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
+	return err
 }
 
-// lineDecoder reads NDJSON: one JSON object a line, lines ending in LF
-// (a CR before it is dropped). Blank lines are skipped.
+// lineDecoder reads NDJSON: one JSON object a line.
 type lineDecoder struct {
-	r    *bufio.Reader
-	max  int
-	long []byte
+	d *msg.NDJSONDecoder
 }
 
 func newLineDecoder(r io.Reader, max int) *lineDecoder {
-	return &lineDecoder{r: bufio.NewReaderSize(r, 16<<10), max: max}
+	return &lineDecoder{d: msg.NewNDJSONDecoder(r, max)}
 }
 
 // Next returns the next non-blank line, valid until the next call. A
-// stream that ends inside a line is a protocol error; one that ends
-// between lines returns io.EOF.
+// stream that ends between lines returns io.EOF.
 func (d *lineDecoder) Next() ([]byte, error) {
-	for {
-		line, err := d.r.ReadSlice('\n')
-		if err == bufio.ErrBufferFull {
-			d.long = append(d.long[:0], line...)
-			for err == bufio.ErrBufferFull {
-				if len(d.long) > d.max {
-					return nil, fmt.Errorf("%w: NDJSON line longer than %d bytes", ErrProtocol, d.max)
-				}
-				line, err = d.r.ReadSlice('\n')
-				d.long = append(d.long, line...)
-			}
-			line = d.long
-		}
-		if err != nil {
-			if err == io.EOF {
-				if len(bytes.TrimSpace(line)) > 0 {
-					return nil, fmt.Errorf("%w: %v", ErrProtocol, errTruncated)
-				}
-				return nil, io.EOF
-			}
-			return nil, err
-		}
-		line = bytes.TrimRight(line, "\r\n")
-		if len(line) > d.max {
-			return nil, fmt.Errorf("%w: NDJSON line longer than %d bytes", ErrProtocol, d.max)
-		}
-		if len(bytes.TrimSpace(line)) == 0 {
-			continue
-		}
-		return line, nil
-	}
+	line, err := d.d.Next()
+	return line, protocolError(err)
 }
 
 // pollAnswer is a decoded long-poll answer: Messages holds its messages,

@@ -146,32 +146,16 @@ func fatal(err error) bool {
 
 // checkEnvelope checks what every envelope must be.
 func checkEnvelope(e *msg.Envelope) error {
-	switch {
-	case e.Type != msg.TypeMessage:
-		return fmt.Errorf("%w: envelope type %q", ErrProtocol, e.Type)
-	case !msg.ValidChannel(e.Channel):
-		return fmt.Errorf("%w: envelope with invalid channel %q", ErrProtocol, e.Channel)
-	case !msg.ValidEpoch(e.Epoch):
-		return fmt.Errorf("%w: envelope with invalid epoch %q", ErrProtocol, e.Epoch)
-	case e.Offset == 0:
-		return fmt.Errorf("%w: envelope with offset 0", ErrProtocol)
-	case len(e.Data) == 0:
-		return fmt.Errorf("%w: envelope without data", ErrProtocol)
+	if err := e.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", ErrProtocol, err)
 	}
 	return nil
 }
 
 // checkGap checks what every gap notice must be.
 func checkGap(g *msg.Gap) error {
-	switch {
-	case g.Type != msg.TypeGap:
-		return fmt.Errorf("%w: gap type %q", ErrProtocol, g.Type)
-	case !msg.ValidChannel(g.Channel):
-		return fmt.Errorf("%w: gap with invalid channel %q", ErrProtocol, g.Channel)
-	case !msg.ValidEpoch(g.Epoch):
-		return fmt.Errorf("%w: gap with invalid epoch %q", ErrProtocol, g.Epoch)
-	case g.Next == 0:
-		return fmt.Errorf("%w: gap with next 0", ErrProtocol)
+	if err := g.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", ErrProtocol, err)
 	}
 	return nil
 }

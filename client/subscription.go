@@ -215,9 +215,9 @@ func (s *Subscription) markProcessed(ev Event) {
 	defer s.mu.Unlock()
 	switch {
 	case ev.Message != nil:
-		s.processed[ev.Message.Channel] = msg.Position{Epoch: ev.Message.Epoch, Offset: ev.Message.Offset}
+		s.processed.AdvanceMessage(ev.Message.Channel, ev.Message.Epoch, ev.Message.Offset)
 	case ev.Gap != nil:
-		s.processed[ev.Gap.Channel] = msg.Position{Epoch: ev.Gap.Epoch, Offset: ev.Gap.Next - 1}
+		s.processed.AdvanceGap(ev.Gap.Channel, ev.Gap.Epoch, ev.Gap.Next)
 	}
 }
 
@@ -429,7 +429,7 @@ func (s *Subscription) deliverMessage(ctx context.Context, a *attempt, e *msg.En
 			}
 		}
 	}
-	s.recv[e.Channel] = msg.Position{Epoch: e.Epoch, Offset: e.Offset}
+	s.recv.AdvanceMessage(e.Channel, e.Epoch, e.Offset)
 	a.delivered = true
 	return s.queue(ctx, Event{Message: e})
 }
@@ -445,7 +445,7 @@ func (s *Subscription) deliverGap(ctx context.Context, a *attempt, g *msg.Gap) e
 	if pos, ok := s.recv[g.Channel]; ok && pos.Epoch == g.Epoch && g.Next <= pos.Offset+1 {
 		return nil
 	}
-	s.recv[g.Channel] = msg.Position{Epoch: g.Epoch, Offset: g.Next - 1}
+	s.recv.AdvanceGap(g.Channel, g.Epoch, g.Next)
 	a.delivered = true
 	return s.queue(ctx, Event{Gap: g})
 }

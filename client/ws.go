@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -33,7 +34,7 @@ func (c *Client) dialWS(ctx context.Context) (*websocket.Conn, error) {
 		HTTPClient:      c.wshc,
 		HTTPHeader:      h,
 		Subprotocols:    []string{wsSubprotocol},
-		CompressionMode: websocket.CompressionDisabled,
+		CompressionMode: c.compressionMode(),
 	})
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
@@ -85,19 +86,10 @@ func wsEnded(err error) error {
 	return err
 }
 
-// wsCommand is one command frame.
-type wsCommand struct {
-	ID      uint64          `json:"id"`
-	Type    string          `json:"type"`
-	Channel string          `json:"channel,omitempty"`
-	Epoch   string          `json:"epoch,omitempty"`
-	Offset  *uint64         `json:"offset,omitempty"`
-	Data    json.RawMessage `json:"data,omitempty"`
-	After   *uint64         `json:"after,omitempty"`
-	Limit   int             `json:"limit,omitempty"`
-	// JoinLeave and Info are a subscribe's presence options.
-	JoinLeave bool            `json:"join_leave,omitempty"`
-	Info      json.RawMessage `json:"info,omitempty"`
+// wsCommand is one command frame (msg.Command) with the numeric id this
+// client gives its commands.
+func wsCommand(id uint64, typ msg.CommandType, channel string) msg.Command {
+	return msg.Command{ID: strconv.AppendUint(nil, id, 10), Type: typ, Channel: channel}
 }
 
 func writeJSON(ctx context.Context, conn *websocket.Conn, timeout time.Duration, v any) error {
@@ -132,9 +124,13 @@ func (s *Subscription) runWS(ctx context.Context, a *attempt) error {
 
 	// Subscribe commands; the ids are the channel's index + 1.
 	for i, ch := range s.channels {
-		cmd := wsCommand{ID: uint64(i + 1), Type: "subscribe", Channel: ch, JoinLeave: s.joinLeave, Info: s.info}
+		cmd := wsCommand(uint64(i+1), msg.CmdSubscribe, ch)
+		cmd.JoinLeave, cmd.Info = s.joinLeave, s.info
 		if pos, ok := s.recv[ch]; ok {
-			cmd.Epoch = pos.Epoch
+			if pos.Epoch != "" {
+				epoch := pos.Epoch
+				cmd.Epoch = &epoch
+			}
 			off := pos.Offset
 			cmd.Offset = &off
 		}
@@ -225,7 +221,7 @@ func (p wsPinger) run(ctx context.Context) {
 	for id := uint64(1 << 32); ; id++ {
 		select {
 		case <-t.C:
-			if err := writeJSON(ctx, p.conn, p.timeout, wsCommand{ID: id, Type: "ping"}); err != nil {
+			if err := writeJSON(ctx, p.conn, p.timeout, wsCommand(id, msg.CmdPing, "")); err != nil {
 				p.conn.CloseNow()
 				return
 			}
@@ -345,16 +341,17 @@ func (w *wsCommander) read(ctx context.Context) {
 }
 
 // call sends cmd and waits for its reply.
-func (w *wsCommander) call(ctx context.Context, cmd wsCommand) (*frame, error) {
+func (w *wsCommander) call(ctx context.Context, cmd msg.Command) (*frame, error) {
 	reply := make(chan *frame, 1)
 	w.mu.Lock()
 	w.nextID++
-	cmd.ID = w.nextID
-	w.pending[cmd.ID] = reply
+	id := w.nextID
+	cmd.ID = strconv.AppendUint(nil, id, 10)
+	w.pending[id] = reply
 	w.mu.Unlock()
 	defer func() {
 		w.mu.Lock()
-		delete(w.pending, cmd.ID)
+		delete(w.pending, id)
 		w.mu.Unlock()
 	}()
 	if err := writeJSON(ctx, w.conn, w.timeout, cmd); err != nil {
@@ -380,7 +377,7 @@ func (w *wsCommander) call(ctx context.Context, cmd wsCommand) (*frame, error) {
 }
 
 func (w *wsCommander) publish(ctx context.Context, channel string, data json.RawMessage) (msg.Published, error) {
-	f, err := w.call(ctx, wsCommand{Type: "publish", Channel: channel, Data: data})
+	f, err := w.call(ctx, publishCommand(channel, data))
 	if err != nil {
 		return msg.Published{}, fmt.Errorf("publish: %w", err)
 	}
@@ -392,7 +389,7 @@ func (w *wsCommander) publish(ctx context.Context, channel string, data json.Raw
 }
 
 func (w *wsCommander) history(ctx context.Context, channel string, after uint64, limit int) (*msg.History, error) {
-	f, err := w.call(ctx, wsCommand{Type: "history", Channel: channel, After: &after, Limit: limit})
+	f, err := w.call(ctx, historyCommand(channel, after, limit))
 	if err != nil {
 		return nil, fmt.Errorf("history: %w", err)
 	}
@@ -416,4 +413,30 @@ func (w *wsCommander) close() {
 	w.conn.Close(websocket.StatusNormalClosure, "")
 	w.stop()
 	<-w.done
+}
+
+// compressionMode is what the WebSocket handshake offers: permessage-deflate
+// with no context kept on either side, so neither end holds a window
+// between messages (and the hub can share one compressed frame among
+// subscribers), unless DialOptions.NoCompression.
+func (c *Client) compressionMode() websocket.CompressionMode {
+	if c.opts.NoCompression {
+		return websocket.CompressionDisabled
+	}
+	return websocket.CompressionNoContextTakeover
+}
+
+func publishCommand(channel string, data json.RawMessage) msg.Command {
+	cmd := wsCommand(0, msg.CmdPublish, channel)
+	cmd.Data = data
+	return cmd
+}
+
+func historyCommand(channel string, after uint64, limit int) msg.Command {
+	cmd := wsCommand(0, msg.CmdHistory, channel)
+	cmd.After = &after
+	if limit > 0 {
+		cmd.Limit = &limit
+	}
+	return cmd
 }

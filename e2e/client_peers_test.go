@@ -85,7 +85,31 @@ func startPeer(t *testing.T, port int, name string, args ...string) {
 	}
 }
 
-func startDante(t *testing.T) string {
+// danteTCP and danteUDP are the socks rules startDante runs dante with:
+// TCP CONNECT only (what the client tests need), or CONNECT and UDP
+// ASSOCIATE with the replies let back in (what proxy check probes).
+const (
+	danteTCP = `socks pass {
+  from: 127.0.0.0/8 to: 0.0.0.0/0
+  protocol: tcp
+}
+`
+	danteUDP = `socks pass {
+  from: 127.0.0.0/8 to: 0.0.0.0/0
+  command: connect udpassociate
+  protocol: tcp udp
+}
+socks pass {
+  from: 0.0.0.0/0 to: 127.0.0.0/8
+  command: udpreply
+  protocol: udp
+}
+`
+)
+
+// startDante runs Debian's danted on a free loopback port with the given
+// socks rules (danteTCP or danteUDP) and returns its address.
+func startDante(t *testing.T, rules string) string {
 	t.Helper()
 	port := freePort(t)
 	users := ""
@@ -100,11 +124,7 @@ clientmethod: none
 %sclient pass {
   from: 127.0.0.0/8 to: 0.0.0.0/0
 }
-socks pass {
-  from: 127.0.0.0/8 to: 0.0.0.0/0
-  protocol: tcp
-}
-`, port, users)
+%s`, port, users, rules)
 	path := filepath.Join(t.TempDir(), "danted.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -165,7 +185,7 @@ shutdown_lifetime 0 seconds
 // strip the Upgrade of; forwarding for the others).
 func TestClientThroughThirdPartyProxies(t *testing.T) {
 	hubtest.CheckLeaks(t)
-	dante := startDante(t)
+	dante := startDante(t, danteTCP)
 	tiny := startTinyproxy(t)
 	squid := startSquid(t)
 	h := hubtest.Start(t, nil) // stops before the proxies

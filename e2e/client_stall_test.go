@@ -31,7 +31,10 @@ func stallHub(t *testing.T, history int) *hubtest.Hub {
 	return hubtest.Start(t, &hubtest.Options{
 		Hub:    hub.Config{QueueBytes: 1 << 20, QueueMessages: 1024},
 		Memory: memory.Config{HistorySize: history},
-		Server: server.Config{WriteTimeout: 2 * time.Second},
+		// No compression: these tests need the socket to fill before the
+		// queue overflows, and their payloads (runs of one letter) would
+		// shrink a thousandfold on the wire.
+		Server: server.Config{WriteTimeout: 2 * time.Second, NoWSCompression: true},
 	})
 }
 

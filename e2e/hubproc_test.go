@@ -52,7 +52,7 @@ func builtDuplex(t *testing.T) string {
 // cleanly; a hub that died by itself before that (a crash) fails the test.
 type hubProc struct {
 	Name string
-	URL  string // http://127.0.0.1:port
+	URL  string // http://127.0.0.1:port (https:// with --tls-cert)
 	Addr string // 127.0.0.1:port
 	PID  int
 
@@ -93,9 +93,9 @@ func startHubProc(t *testing.T, name, engineURL string, args ...string) *hubProc
 			h.mu.Lock()
 			h.log.WriteString(line + "\n")
 			h.mu.Unlock()
-			if _, rest, ok := strings.Cut(line, "hub listening on http://"); ok && !sent {
-				addr, _, _ := strings.Cut(rest, " ")
-				listening <- addr
+			if _, rest, ok := strings.Cut(line, "hub listening on "); ok && !sent {
+				u, _, _ := strings.Cut(rest, " ")
+				listening <- u // http://ADDR, or https://ADDR with --tls-cert
 				sent = true
 			}
 		}
@@ -107,13 +107,13 @@ func startHubProc(t *testing.T, name, engineURL string, args ...string) *hubProc
 	}()
 	t.Cleanup(h.stop)
 	select {
-	case h.Addr = <-listening:
+	case h.URL = <-listening:
 	case <-h.exited:
 		t.Fatalf("hub %s exited before listening: %v\n%s", name, h.waitErr, h.Log())
 	case <-time.After(30 * time.Second):
 		t.Fatalf("hub %s did not say it listens within 30s:\n%s", name, h.Log())
 	}
-	h.URL = "http://" + h.Addr
+	_, h.Addr, _ = strings.Cut(h.URL, "://")
 	return h
 }
 

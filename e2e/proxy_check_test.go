@@ -2,11 +2,7 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -25,7 +21,7 @@ func TestProxyCheckReferenceProxies(t *testing.T) {
 		defer cancel()
 		j.Close(ctx)
 	})
-	proxies := map[string]string{"squid": startSquid(t), "tinyproxy": startTinyproxy(t), "dante": startDante(t), "dante-udp": startDanteUDP(t)}
+	proxies := map[string]string{"squid": startSquid(t), "tinyproxy": startTinyproxy(t), "dante": startDante(t, danteTCP), "dante-udp": startDante(t, danteUDP)}
 	var mu sync.Mutex
 	results := map[string]check.Result{}
 	var wg sync.WaitGroup
@@ -82,40 +78,4 @@ func TestProxyCheckReferenceProxies(t *testing.T) {
 			t.Errorf("%s: carries %v, want %v", name, r.Carries, w.carries)
 		}
 	}
-}
-
-// startDanteUDP runs dante with UDP ASSOCIATE allowed, which startDante's
-// configuration (tcp only) refuses.
-func startDanteUDP(t *testing.T) string {
-	t.Helper()
-	port := freePort(t)
-	users := ""
-	if os.Geteuid() == 0 {
-		users = "user.privileged: root\nuser.unprivileged: nobody\n"
-	}
-	conf := fmt.Sprintf(`logoutput: stderr
-internal: 127.0.0.1 port = %d
-external: 127.0.0.1
-socksmethod: none
-clientmethod: none
-%sclient pass {
-  from: 127.0.0.0/8 to: 0.0.0.0/0
-}
-socks pass {
-  from: 127.0.0.0/8 to: 0.0.0.0/0
-  command: connect udpassociate
-  protocol: tcp udp
-}
-socks pass {
-  from: 0.0.0.0/0 to: 127.0.0.0/8
-  command: udpreply
-  protocol: udp
-}
-`, port, users)
-	path := filepath.Join(t.TempDir(), "danted.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	startPeer(t, port, "danted", "-f", path)
-	return "127.0.0.1:" + strconv.Itoa(port)
 }

@@ -133,3 +133,18 @@ func (c Cursor) Clone() Cursor {
 	}
 	return d
 }
+
+// The cursor-advance rule, the same on every transport: after a message
+// the reader stands at its epoch and offset; after a gap notice it stands
+// just before the gap's next offset, in the gap's epoch, so that the next
+// message (offset next) follows without a hole.
+
+// AdvanceMessage moves c past the message at offset of channel in epoch.
+func (c Cursor) AdvanceMessage(channel, epoch string, offset uint64) {
+	c[channel] = Position{Epoch: epoch, Offset: offset}
+}
+
+// AdvanceGap moves c past a gap notice of channel: to next-1 of epoch.
+func (c Cursor) AdvanceGap(channel, epoch string, next uint64) {
+	c[channel] = Position{Epoch: epoch, Offset: next - 1}
+}

@@ -40,6 +40,10 @@ type FanoutConfig struct {
 	// transports on the same publishing cost, which at low fan-out is a
 	// good part of the hub's CPU per delivery.
 	PublishHTTP bool
+	// Compression makes RunWSFanout's subscribers offer permessage-deflate
+	// (no context takeover, as browsers and the Go client can), so the hub
+	// sends them what it compresses. False offers none.
+	Compression bool
 }
 
 func (c FanoutConfig) withDefaults(transport string) FanoutConfig {
@@ -92,8 +96,14 @@ type FanoutResult struct {
 	// /proc/<pid>/stat), and HubCPUPerMillion that per million deliveries.
 	HubCPU           float64 `json:"hub_cpu_seconds"`
 	HubCPUPerMillion float64 `json:"hub_cpu_seconds_per_million"`
-	// Closed counts readers whose connection ended during the run.
-	Closed int64 `json:"closed"`
+	// Closed counts readers whose connection ended during the run;
+	// CloseReason says why the first one did.
+	Closed      int64  `json:"closed"`
+	CloseReason string `json:"close_reason,omitempty"`
+	// WireBytesPerDelivery is what the readers read off their TCP
+	// connections (frames, headers and all) over the measured time and the
+	// drain after it, per delivery. RunWSFanout only; zero otherwise.
+	WireBytesPerDelivery float64 `json:"wire_bytes_per_delivery,omitempty"`
 }
 
 // fanoutTally counts what the readers of a fan-out run receive: messages
@@ -106,6 +116,7 @@ type fanoutTally struct {
 	// publisher opens the window.
 	winStart, winEnd  atomic.Int64
 	delivered, closed atomic.Int64
+	closeErr          atomic.Value // string: why the first reader's connection ended
 	shards            [32]struct {
 		mu sync.Mutex
 		l  *Latency
@@ -156,6 +167,7 @@ func (f *fanoutTally) result(cfg FanoutConfig, readers int, published int64, hub
 		DeliveredRate: float64(delivered) / cfg.Duration.Seconds(),
 		Latency:       lat.Summary(), HubCPU: hubCPU, Closed: f.closed.Load(),
 	}
+	res.CloseReason, _ = f.closeErr.Load().(string)
 	if delivered > 0 {
 		res.HubCPUPerMillion = hubCPU / float64(delivered) * 1e6
 	}

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -47,6 +48,10 @@ type PublishConfig struct {
 	// Client picks the HTTP client: ClientConn (the default) or
 	// ClientNetHTTP.
 	Client string
+	// TLS configures the connections to an https:// URL (ClientNetHTTP
+	// only): RootCAs for a hub with a private CA. Nil means the system
+	// defaults. The publishers stay on HTTP/1.1, one connection each.
+	TLS *tls.Config
 }
 
 // The HTTP clients a publish workload can use. Both keep one connection
@@ -116,6 +121,7 @@ func RunPublish(ctx context.Context, cfg PublishConfig) (Run, error) {
 		MaxConnsPerHost:     cfg.Publishers,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
+		TLSClientConfig:     cfg.TLS.Clone(),
 	}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: cfg.Timeout}
@@ -129,7 +135,8 @@ func RunPublish(ctx context.Context, cfg PublishConfig) (Run, error) {
 	// CPU used by the target and by this process over the measured time:
 	// sampled when it begins and once every publisher is done.
 	metricsURL := strings.TrimSuffix(cfg.URL, "/") + "/metrics"
-	scraper := &http.Client{Timeout: 2 * time.Second}
+	scraper := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg.TLS.Clone()}}
+	defer scraper.CloseIdleConnections()
 	type cpuSample struct {
 		target, self time.Duration
 		targetOK     bool

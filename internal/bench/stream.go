@@ -124,6 +124,7 @@ func RunStreamFanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error
 				if err != nil && err != bufio.ErrBufferFull {
 					if ctx.Err() == nil {
 						tally.closed.Add(1)
+						tally.closeErr.CompareAndSwap(nil, err.Error())
 					}
 					return
 				}

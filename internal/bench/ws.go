@@ -31,7 +31,8 @@ func RunWSFanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	subs, err := dialSubscribers(ctx, wsURL, cfg.Channel, cfg.Subscribers, cfg.DialParallel)
+	var wire WireCount
+	subs, err := dialSubscribers(ctx, wsURL, cfg.Channel, cfg.Subscribers, cfg.DialParallel, cfg.Compression, &wire)
 	defer func() {
 		for _, s := range subs {
 			s.c.CloseNow()
@@ -53,12 +54,14 @@ func RunWSFanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error) {
 				if err != nil {
 					if ctx.Err() == nil {
 						tally.closed.Add(1)
+						tally.closeErr.CompareAndSwap(nil, err.Error())
 					}
 					return
 				}
 				buf, err = readAll(r, buf[:0])
 				if err != nil {
 					tally.closed.Add(1)
+					tally.closeErr.CompareAndSwap(nil, err.Error())
 					return
 				}
 				now := time.Now().UnixNano()
@@ -111,7 +114,8 @@ func RunWSFanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error) {
 	defer hc.CloseIdleConnections()
 	metricsURL := cfg.URL + "/metrics"
 
-	pad := strings.Repeat("x", cfg.Size-40)
+	pad := recordPad(cfg.Size - 40)
+	var wire0 int64
 	var sent, published int64
 	begin := time.Now()
 	measureAt := begin.Add(cfg.Warmup)
@@ -129,6 +133,7 @@ func RunWSFanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error) {
 				return FanoutResult{}, err
 			}
 			cpu0 = m["process_cpu_seconds_total"]
+			wire0 = wire.Read.Load()
 			tally.winStart.Store(time.Now().UnixNano())
 			measuring = true
 		}
@@ -168,6 +173,7 @@ func RunWSFanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error) {
 		return FanoutResult{}, err
 	}
 	cpu := m["process_cpu_seconds_total"] - cpu0
+	wireBytes := wire.Read.Load() - wire0
 	cancel()
 	for _, s := range subs {
 		s.c.CloseNow()
@@ -177,6 +183,9 @@ func RunWSFanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error) {
 	pubReader.Wait()
 
 	res := tally.result(cfg, cfg.Subscribers, published, cpu)
+	if res.Delivered > 0 {
+		res.WireBytesPerDelivery = float64(wireBytes) / float64(res.Delivered)
+	}
 	if n := pubErrs.Load(); n > 0 {
 		return res, fmt.Errorf("%d publishes failed, the first: %v", n, firstPubErr.Load())
 	}
@@ -184,8 +193,16 @@ func RunWSFanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error) {
 }
 
 // dialSubscribers opens n connections to wsURL subscribed to channel, at
-// most parallel at once.
-func dialSubscribers(ctx context.Context, wsURL, channel string, n, parallel int) ([]*wsSubscriber, error) {
+// most parallel at once, offering permessage-deflate if compress; what
+// they read off TCP is added to wire (if not nil).
+func dialSubscribers(ctx context.Context, wsURL, channel string, n, parallel int, compress bool, wire *WireCount) ([]*wsSubscriber, error) {
+	opts := &websocket.DialOptions{CompressionMode: websocket.CompressionDisabled}
+	if compress {
+		opts.CompressionMode = websocket.CompressionNoContextTakeover
+	}
+	if wire != nil {
+		opts.HTTPClient = &http.Client{Transport: &http.Transport{DialContext: (&CountingDialer{Count: wire}).Dial}}
+	}
 	subs := make([]*wsSubscriber, n)
 	sem := make(chan struct{}, parallel)
 	var wg sync.WaitGroup
@@ -197,7 +214,7 @@ func dialSubscribers(ctx context.Context, wsURL, channel string, n, parallel int
 			defer func() { <-sem }()
 			dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
-			c, _, err := websocket.Dial(dctx, wsURL, nil)
+			c, _, err := websocket.Dial(dctx, wsURL, opts)
 			if err != nil {
 				firstErr.CompareAndSwap(nil, fmt.Errorf("dial subscriber %d: %w", i, err))
 				return
@@ -225,6 +242,19 @@ func dialSubscribers(ctx context.Context, wsURL, channel string, n, parallel int
 		return out, err
 	}
 	return out, nil
+}
+
+// recordPad is n bytes of record-like text (ids, symbols, prices,
+// quantities) to fill a publication to its size: compressible about as
+// much as typical JSON payloads are, unlike a run of one letter. It holds
+// no character a JSON string would have to escape.
+func recordPad(n int) string {
+	var b strings.Builder
+	sides := []string{"buy", "sell"}
+	for i := 0; b.Len() < n; i++ {
+		fmt.Fprintf(&b, "{id:%d,sym:S%03d,px:%d.%02d,qty:%d,side:%s},", 1000+i, (i*37)%200, 90+(i*53)%40, (i*71)%100, 1+(i*29)%500, sides[i%2])
+	}
+	return b.String()[:n]
 }
 
 // readAll reads r to its end into buf.
@@ -352,7 +382,7 @@ func RunWSIdle(ctx context.Context, cfg WSIdleConfig) (WSIdleResult, error) {
 	}
 	wsURL := "ws" + strings.TrimPrefix(cfg.URL, "http") + "/v1/ws"
 	mem, n, err := measureIdle(ctx, cfg.URL, cfg.Settle, func(ctx context.Context) (int, func(), error) {
-		subs, err := dialSubscribers(ctx, wsURL, cfg.Channel, cfg.Conns, cfg.DialParallel)
+		subs, err := dialSubscribers(ctx, wsURL, cfg.Channel, cfg.Conns, cfg.DialParallel, false, nil)
 		closeAll := func() {
 			for _, s := range subs {
 				s.c.CloseNow()

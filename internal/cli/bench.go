@@ -164,7 +164,8 @@ func runBenchPublish(ctx context.Context, stdio Stdio, args []string) error {
 		size       = fs.Int("size", 0, "bytes of JSON data per publish (0: a 64-byte object)")
 		token      = fs.String("token", envOr("DUPLEX_TOKEN", ""), "access token, sent as Authorization: Bearer (env DUPLEX_TOKEN)")
 		timeout    = fs.Duration("timeout", 5*time.Second, "bound on one request")
-		client     = fs.String("client", bench.ClientConn, "load generator's HTTP client: conn (lean, one pre-encoded request per connection, http:// only) or net/http")
+		client     = fs.String("client", bench.ClientConn, "load generator's HTTP client: conn (lean, one pre-encoded request per connection, http:// only) or net/http (needed for https://)")
+		caFile     = fs.String("ca", envOr("DUPLEX_CA", ""), "PEM `file` of the CA to trust for an https:// --url instead of the system's (env DUPLEX_CA)")
 		rounds     = fs.Int("rounds", 1, "repeat every run this many times, interleaved (at most 100)")
 		baseline   = fs.String("baseline", "baseline", "name of the --url the others are compared with")
 		asJSON     = fs.Bool("json", false, "print the report as JSON (docs/bench-report.schema.json, workload publish) instead of a table")
@@ -199,6 +200,10 @@ func runBenchPublish(ctx context.Context, stdio Stdio, args []string) error {
 	if *size > 0 {
 		data = benchData(*size)
 	}
+	tlsConf, err := trustCA(*caFile)
+	if err != nil {
+		return err
+	}
 
 	started := time.Now()
 	report := &bench.Report{Workload: "publish", Started: started.UTC().Truncate(time.Second), Machine: bench.ThisMachine()}
@@ -218,7 +223,7 @@ func runBenchPublish(ctx context.Context, stdio Stdio, args []string) error {
 				run, err := bench.RunPublish(ctx, bench.PublishConfig{
 					URL: t.url, Name: t.name, Channel: *channel, Publishers: n,
 					Duration: *duration, Warmup: *warmup, Count: *count, Data: data,
-					Token: *token, Timeout: *timeout, Client: *client,
+					Token: *token, Timeout: *timeout, Client: *client, TLS: tlsConf,
 				})
 				if err != nil {
 					return err

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/duplexhq/duplex/internal/logbuf"
 	"github.com/duplexhq/duplex/internal/proxy"
 	"github.com/duplexhq/duplex/internal/proxy/check"
 )
@@ -121,17 +122,26 @@ func runProxy(ctx context.Context, stdio Stdio, args []string) error {
 	if !isLoopbackListen(*listen) && len(cfg.Credentials) == 0 && !*allowAnon {
 		return fmt.Errorf("refusing to run an open proxy on %s: add --auth user:pass, or --allow-anonymous", *listen)
 	}
+	// The access log goes through an asynchronous buffer: a line costs an
+	// append, not a write(2), on the tunnel's path. closeLog writes out
+	// every buffered line; it runs after Shutdown, once every tunnel has
+	// logged, and on every other return.
+	closeLog := func() {}
 	if *quiet {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	} else {
-		cfg.Logger = slog.New(slog.NewJSONHandler(stdio.Err, nil))
+		alog := logbuf.New(stdio.Err, logbuf.Config{})
+		closeLog = func() { alog.Close() }
+		cfg.Logger = slog.New(slog.NewJSONHandler(alog, nil))
+		cfg.AccessLog = alog
 	}
+	defer closeLog()
 	srv, err := proxy.New(cfg)
 	if err != nil {
 		return err
 	}
 
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := srv.Listen(ctx, *listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
@@ -167,6 +177,7 @@ func runProxy(ctx context.Context, stdio Stdio, args []string) error {
 	}
 	serr := srv.Shutdown(sctx)
 	<-errc
+	closeLog()
 	if serr != nil {
 		fmt.Fprintf(stdio.Err, "duplex proxy: shutdown: %v (open tunnels were closed)\n", serr)
 	}

@@ -44,9 +44,11 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 		maxConns       = fs.Int("max-connections", 20000, "connections served at once; one more is answered 503 with Retry-After and closed")
 		maxWebSockets  = fs.Int("max-websockets", 0, "WebSocket connections open at once; further upgrades get 503 (0: 90% of --max-connections)")
 		writeDelay     = fs.Duration("write-delay", 30*time.Millisecond, "coalesce writes to a WebSocket, SSE or NDJSON connection that receives faster than one write per this period, holding its messages up to this long (0: write at once)")
+		wsCompression  = fs.Bool("ws-compression", true, "negotiate permessage-deflate on WebSockets; each publication is compressed once for all its subscribers")
+		wsCompressMin  = fs.Int("ws-compression-min", 256, "smallest publication, in bytes of its JSON envelope, sent compressed (0: every size)")
 		sseRetry       = fs.Duration("sse-retry", time.Second, "reconnect delay told to SSE clients (retry:)")
 		publishRate    = fs.Float64("publish-rate", 1000, "publishes per second per WebSocket connection")
-		headerTimeout  = fs.Duration("header-timeout", 10*time.Second, "time to read a request's headers")
+		headerTimeout  = fs.Duration("header-timeout", 10*time.Second, "time to read a request's headers, and with TLS to finish the handshake before them")
 		bodyTimeout    = fs.Duration("body-timeout", 10*time.Second, "time to read a whole request body, from the end of its headers; past it: 408 and the connection closed (0: no limit)")
 		bodyMinRate    = fs.Int64("body-min-rate", 1024, "slowest average rate a request body may arrive at after its first 2s, in bytes/s; slower: 408 and the connection closed (0: no minimum)")
 		idleTimeout    = fs.Duration("idle-timeout", 120*time.Second, "keep-alive idle timeout")
@@ -58,6 +60,8 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 		allowAnonymous = fs.Bool("allow-anonymous", false, "allow listening on a non-loopback address without --jwt-secret")
 		jwtSecret      = fs.String("jwt-secret", envOr("DUPLEX_JWT_SECRET", ""), "HS256 secret; when set every /v1/ endpoint but /v1/echo needs a token (env DUPLEX_JWT_SECRET)")
 		logLevel       = fs.String("log-level", "info", "debug, info, warn or error")
+		tlsCert        = fs.String("tls-cert", envOr("DUPLEX_TLS_CERT", ""), "PEM certificate (then intermediates) `file`: serve HTTPS and WSS, HTTP/2 by ALPN; reloaded with --tls-key on SIGHUP (env DUPLEX_TLS_CERT)")
+		tlsKey         = fs.String("tls-key", envOr("DUPLEX_TLS_KEY", ""), "PEM private key `file` of --tls-cert (env DUPLEX_TLS_KEY)")
 		origins        stringList
 		presenceGlobs  stringList
 		presenceTTL    = fs.Duration("presence-ttl", 60*time.Second, "Redis engine: how long the members of a hub that stopped without a goodbye stay present; they then leave (with leave events)")
@@ -79,6 +83,10 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 
 	if !isLoopbackAddr(*listen) && *jwtSecret == "" && !*allowAnonymous {
 		return fmt.Errorf("refusing to serve %s without --jwt-secret: anyone who can reach it could publish and read; add --allow-anonymous if that is what you want", *listen)
+	}
+	tlsConf, err := serveTLS(ctx, logger, *tlsCert, *tlsKey)
+	if err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -114,12 +122,13 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 		PollMaxTimeout: *pollMax, PublishRate: *publishRate, Web: web.Handler(),
 		JWTSecret:     []byte(*jwtSecret),
 		MaxWebSockets: *maxWebSockets, SSERetry: *sseRetry, WriteDelay: delayOrOff(*writeDelay),
-		Collectors: engineCollectors(engine),
+		NoWSCompression: !*wsCompression, WSCompressionMin: minOrAll(*wsCompressMin),
+		Collectors: engineCollectors(engine), TLS: tlsConf,
 	})
 	if err != nil {
 		return err
 	}
-	printServeStart(stdio.Err, ln.Addr(), engineName(*engineURL), *jwtSecret != "")
+	printServeStart(stdio.Err, ln.Addr(), engineName(*engineURL), *jwtSecret != "", tlsConf != nil)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -159,6 +168,15 @@ func isLoopbackAddr(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// minOrAll maps --ws-compression-min (0: every size) to server.Config's
+// (0: the default, negative: every size).
+func minOrAll(n int) int {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }
 
 // delayOrOff maps --write-delay (0: off) to server.Config's (0: the

@@ -13,10 +13,15 @@ const demoChannel = "chat"
 
 // printServeStart writes what `duplex serve` says once it listens: where,
 // where the demo page is, and one command to try. The first line's
-// "listening on http://ADDR" is what scripts and tests wait for.
-func printServeStart(w io.Writer, addr net.Addr, engine string, withAuth bool) {
-	base := "http://" + browsable(addr)
-	fmt.Fprintf(w, "duplex %s: hub listening on http://%s (engine %s)\n", Version, addr, engine)
+// "listening on http://ADDR" (https:// with TLS) is what scripts and tests
+// wait for.
+func printServeStart(w io.Writer, addr net.Addr, engine string, withAuth, withTLS bool) {
+	scheme := "http://"
+	if withTLS {
+		scheme = "https://"
+	}
+	base := scheme + browsable(addr)
+	fmt.Fprintf(w, "duplex %s: hub listening on %s%s (engine %s)\n", Version, scheme, addr, engine)
 	fmt.Fprintf(w, "  demo page: %s/\n", base)
 	if withAuth {
 		fmt.Fprintf(w, "  try:       curl -s -X POST -H \"Authorization: Bearer $(duplex token --secret SECRET --publish %s)\" %s/v1/channels/%s/messages -d '{\"text\":\"hi\"}'\n", demoChannel, base, demoChannel)

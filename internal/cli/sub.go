@@ -21,6 +21,7 @@ type connFlags struct {
 	transport *string
 	proxy     *string
 	token     *string
+	ca        *string
 }
 
 func addConnFlags(fs *flag.FlagSet) connFlags {
@@ -29,6 +30,7 @@ func addConnFlags(fs *flag.FlagSet) connFlags {
 		transport: fs.String("transport", envOr("DUPLEX_TRANSPORT", "auto"), "auto, ws, sse, stream or poll (env DUPLEX_TRANSPORT)"),
 		proxy:     fs.String("proxy", "", "proxy `URL`: http://, https://, socks4://, socks4a://, socks5://, socks5h:// (user:pass@ allowed); \"direct\" for none; empty: HTTP_PROXY/HTTPS_PROXY/ALL_PROXY/NO_PROXY"),
 		token:     fs.String("token", envOr("DUPLEX_TOKEN", ""), "access token, sent as Authorization: Bearer (env DUPLEX_TOKEN)"),
+		ca:        fs.String("ca", envOr("DUPLEX_CA", ""), "PEM `file` of the CA (or self-signed certificate) to trust for an https:// or wss:// hub, instead of the system's (env DUPLEX_CA)"),
 	}
 }
 
@@ -40,6 +42,9 @@ func (f connFlags) dial(ctx context.Context, logf func(format string, args ...an
 		return nil, err
 	}
 	opts := &client.DialOptions{Transport: t, Proxy: *f.proxy, Token: *f.token}
+	if opts.TLSConfig, err = trustCA(*f.ca); err != nil {
+		return nil, err
+	}
 	if logf != nil {
 		opts.OnDisconnect = func(t client.Transport, err error) {
 			logf("connection (%s) lost: %v", t, explainRefused(err, *f.url))

@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"encoding/json"
+	"sync"
 	"time"
 
 	"github.com/duplexhq/duplex/msg"
@@ -14,6 +15,22 @@ type Publication struct {
 	// JSON is Envelope encoded once by the engine; transports write it as
 	// it is, whatever the number of subscribers. Never modify it.
 	JSON []byte
+
+	// compressed caches Compressed's result for every transport.
+	compressed struct {
+		once sync.Once
+		b    []byte
+	}
+}
+
+// Compressed returns compress(p.JSON), called once per publication however
+// many connections ask (and from however many goroutines): the WebSocket
+// transport shares one permessage-deflate frame across subscribers as it
+// shares JSON. A nil result (not worth compressing) is kept as well. Every
+// caller must pass the same function.
+func (p *Publication) Compressed(compress func([]byte) []byte) []byte {
+	p.compressed.once.Do(func() { p.compressed.b = compress(p.JSON) })
+	return p.compressed.b
 }
 
 // NewPublication returns a Publication with its JSON encoding made.

@@ -138,6 +138,15 @@ func (s *Session) applyPageLocked(channel string, st *subState, state StreamStat
 	st.started = true
 	var gap *msg.Gap
 	switch {
+	case st.epoch != "" && state.Epoch == "" && len(st.pending) == 0:
+		// The store holds no epoch at all (Redis lost everything and
+		// nothing was published since): no gap could name one. Keep the
+		// old position; the new epoch's first publication does not follow
+		// it, so history is read again then and that gap names the epoch.
+		// Nothing can be delivered meanwhile, so nothing is held back.
+		// (With publications pending the store lost those too; reading
+		// again could loop, so the cases below take it as they stand.)
+		return s.joinLocked(channel, st, queued, grew)
 	case st.epoch != "" && st.epoch != state.Epoch:
 		// Another epoch: the position means nothing here. Replay what
 		// is retained; a gap unless nothing can have been lost (a reader

@@ -39,9 +39,9 @@ func (it Item) size() int {
 func (it Item) Advance(c msg.Cursor) {
 	switch {
 	case it.Pub != nil:
-		c[it.Pub.Channel] = msg.Position{Epoch: it.Pub.Epoch, Offset: it.Pub.Offset}
+		c.AdvanceMessage(it.Pub.Channel, it.Pub.Epoch, it.Pub.Offset)
 	case it.Gap != nil:
-		c[it.Gap.Channel] = msg.Position{Epoch: it.Gap.Epoch, Offset: it.Gap.Next - 1}
+		c.AdvanceGap(it.Gap.Channel, it.Gap.Epoch, it.Gap.Next)
 	}
 }
 

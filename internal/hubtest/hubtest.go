@@ -22,7 +22,7 @@ import (
 
 // Hub is a running hub.
 type Hub struct {
-	URL    string // http://127.0.0.1:port
+	URL    string // http://127.0.0.1:port (https:// with Server.TLS)
 	Addr   string // 127.0.0.1:port
 	Hub    *hub.Hub
 	Engine hub.Engine // Options.Engine, else memory or Redis (see EngineEnv)
@@ -95,8 +95,12 @@ func StartE(opts *Options) (*Hub, error) {
 			return nil, err
 		}
 	}
+	scheme := "http://"
+	if scfg.TLS != nil {
+		scheme = "https://"
+	}
 	h := &Hub{
-		URL: "http://" + ln.Addr().String(), Addr: ln.Addr().String(),
+		URL: scheme + ln.Addr().String(), Addr: ln.Addr().String(),
 		Hub: hb, Engine: eng, Server: srv, stopped: make(chan struct{}),
 	}
 	go func() {

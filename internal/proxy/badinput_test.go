@@ -231,33 +231,26 @@ func TestSlowloris(t *testing.T) {
 	}
 }
 
-func TestConnectionCaps(t *testing.T) {
+// TestRefusalFlood: past maxRefusing refused connections being answered,
+// one more is closed without an answer, and still counted.
+func TestRefusalFlood(t *testing.T) {
 	checkLeaks(t)
-	p := startProxy(t, Config{Allow: loopback, MaxConnsPerClient: 2, HandshakeTimeout: 10 * time.Second})
-	a := dialProxy(t, p.addr)
-	b := dialProxy(t, p.addr)
-	_ = a
-	_ = b
+	p := startProxy(t, Config{Allow: loopback, MaxConnsPerClient: 1})
+	dialProxy(t, p.addr)
+	for range maxRefusing {
+		dialProxy(t, p.addr) // refused, sends nothing: waits to be answered
+	}
 	deadline := time.Now().Add(10 * time.Second)
-	for p.metrics.accepted.Load() < 2 && time.Now().Before(deadline) {
+	for p.metrics.refused[refuseMaxConnsPerClient].Load() < maxRefusing && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 	c := dialProxy(t, p.addr)
-	got, err := io.ReadAll(c)
-	if err != nil || len(got) != 0 {
-		t.Fatalf("third connection: %q %v, want closed", got, err)
+	c.Write([]byte("GET http://127.0.0.1/ HTTP/1.1\r\nHost: x\r\n\r\n"))
+	got, _ := io.ReadAll(c)
+	if len(got) != 0 {
+		t.Fatalf("connection past maxRefusing: %q, want closed unanswered", got)
 	}
-	if p.metrics.capRefused.Load() != 1 {
-		t.Fatalf("refused %d", p.metrics.capRefused.Load())
-	}
-
-	q := startProxy(t, Config{Allow: loopback, MaxConns: 1, HandshakeTimeout: 10 * time.Second})
-	dialProxy(t, q.addr)
-	for q.metrics.accepted.Load() < 1 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	d := dialProxy(t, q.addr)
-	if got, err := io.ReadAll(d); err != nil || len(got) != 0 {
-		t.Fatalf("second connection: %q %v, want closed", got, err)
+	if n := p.metrics.refused[refuseMaxConnsPerClient].Load(); n != maxRefusing+1 {
+		t.Fatalf("refused %d, want %d", n, maxRefusing+1)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -124,7 +125,8 @@ type Config struct {
 	// make a name resolve to any address.
 	LookupNetIP func(ctx context.Context, host string) ([]netip.Addr, error)
 	// Dial connects to a checked destination address or an upstream.
-	// Nil means a net.Dialer.
+	// Nil means a net.Dialer, without TCP keep-alive when IdleTimeout is
+	// on.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// ListenUDP opens the sockets of a SOCKS5 UDP association: the one
 	// clients send to (laddr is the TCP listener's IP, port 0) and the
@@ -133,8 +135,16 @@ type Config struct {
 	ListenUDP func(network string, laddr *net.UDPAddr) (*net.UDPConn, error)
 
 	// Logger receives one access-log line per tunnel or forwarded
-	// request, and errors. Nil means slog.Default().
+	// request (unless AccessLog is set), and errors. Nil means
+	// slog.Default().
 	Logger *slog.Logger
+	// AccessLog, when set, receives the access-log lines instead of
+	// Logger: one Write per line, each the JSON object slog's
+	// JSONHandler would write at level INFO, formatted without slog
+	// (cheaper on the tunnel's path). Writes may come from many
+	// goroutines at once, so it must be safe for that and should not
+	// block (see internal/logbuf). Nil means lines go to Logger.
+	AccessLog io.Writer
 }
 
 // withDefaults returns a copy of c with zero values filled in.
@@ -166,7 +176,12 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	if c.Dial == nil {
+		// No TCP keep-alive while the idle timeout bounds silent tunnels
+		// (see Server.Listen).
 		d := &net.Dialer{}
+		if c.IdleTimeout > 0 {
+			d.KeepAlive = -1
+		}
 		c.Dial = d.DialContext
 	}
 	if c.ListenUDP == nil {

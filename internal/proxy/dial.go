@@ -27,26 +27,29 @@ const (
 	failBadAddress                 // malformed host or port
 )
 
-func (f failure) String() string {
+func (f failure) String() string { return f.outcome().String() }
+
+// outcome is the access-log outcome of a dial that failed with f.
+func (f failure) outcome() outcome {
 	switch f {
 	case failForbidden:
-		return "forbidden"
+		return outcomeForbidden
 	case failResolve:
-		return "resolve_failed"
+		return outcomeResolveFailed
 	case failRefused:
-		return "connection_refused"
+		return outcomeConnectionRefused
 	case failNetUnreach:
-		return "network_unreachable"
+		return outcomeNetworkUnreachable
 	case failHostUnreach:
-		return "host_unreachable"
+		return outcomeHostUnreachable
 	case failTimeout:
-		return "dial_timeout"
+		return outcomeDialTimeout
 	case failUpstream:
-		return "upstream_failed"
+		return outcomeUpstreamFailed
 	case failBadAddress:
-		return "bad_address"
+		return outcomeBadAddress
 	}
-	return "dial_failed"
+	return outcomeDialFailed
 }
 
 // dialError is the error of a failed destination dial.
@@ -110,7 +113,7 @@ func (f failure) httpStatus() int {
 func (f failure) socks5Reply() byte {
 	switch f {
 	case failForbidden:
-		return 0x02
+		return repNotAllowed
 	case failNetUnreach:
 		return 0x03
 	case failResolve, failHostUnreach, failTimeout:

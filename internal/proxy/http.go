@@ -76,8 +76,7 @@ func (o *origin) close() {
 	}
 }
 
-func (s *Server) serveHTTP(c *conn, first byte) {
-	br := getReader(io.MultiReader(bytes.NewReader([]byte{first}), c.nc))
+func (s *Server) serveHTTP(c *conn, br *bufio.Reader) {
 	var o *origin
 	defer func() {
 		o.close()
@@ -101,7 +100,7 @@ func (s *Server) serveHTTP(c *conn, first byte) {
 		if err != nil {
 			var he *httpError
 			if errors.As(err, &he) {
-				writeHTTPError(c.nc, he.status, he.msg, nil)
+				writeHTTPError(c.nc, he.status, "bad_request", he.msg, nil)
 				lingerClose(c.nc)
 			}
 			if n == 0 || he != nil {
@@ -110,11 +109,18 @@ func (s *Server) serveHTTP(c *conn, first byte) {
 			return
 		}
 		l := &tunnelLog{proto: "http", client: c.nc.RemoteAddr(), target: h.target, start: time.Now()}
+		if h.method == http.MethodConnect {
+			l.proto = "connect"
+		}
+		if c.refusal != refuseNone {
+			s.refuseHTTP(c, l)
+			return
+		}
 		if !s.authorizeHTTP(h, l) {
-			writeHTTPError(c.nc, http.StatusProxyAuthRequired, "proxy authentication required",
+			writeHTTPError(c.nc, http.StatusProxyAuthRequired, "auth_failed", "proxy authentication required",
 				[]string{`Proxy-Authenticate: Basic realm="duplex"`})
 			lingerClose(c.nc)
-			l.outcome = "auth_failed"
+			l.outcome = outcomeAuthFailed
 			s.logTunnel(l)
 			return
 		}
@@ -163,26 +169,12 @@ func (s *Server) authorizeHTTP(h *requestHead, l *tunnelLog) bool {
 	return s.checkCredentials(user, pass)
 }
 
-// writeHTTPError answers a request the proxy refuses and marks the
-// connection for closing.
-func writeHTTPError(w io.Writer, status int, msg string, extra []string) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\n", status, http.StatusText(status))
-	for _, e := range extra {
-		b.WriteString(e + "\r\n")
-	}
-	body := msg + "\n"
-	fmt.Fprintf(&b, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
-	_, err := io.WriteString(w, b.String())
-	return err
-}
-
 func (s *Server) serveCONNECT(c *conn, br *bufio.Reader, h *requestHead, l *tunnelLog) {
 	l.proto = "connect"
 	t, err := parseTarget(h.target)
 	if err != nil {
-		writeHTTPError(c.nc, http.StatusBadRequest, "CONNECT needs host:port", nil)
-		l.outcome, l.err = "bad_request", err
+		writeHTTPError(c.nc, http.StatusBadRequest, outcomeBadRequest.String(), "CONNECT needs host:port", nil)
+		l.outcome, l.err = outcomeBadRequest, err
 		s.logTunnel(l)
 		return
 	}
@@ -190,7 +182,7 @@ func (s *Server) serveCONNECT(c *conn, br *bufio.Reader, h *requestHead, l *tunn
 	pending := takeBuffered(br)
 	s.tunnel(c, l, t, pending, func(_ net.Addr, f failure, err error) error {
 		if err != nil {
-			return writeHTTPError(c.nc, f.httpStatus(), f.String(), nil)
+			return writeHTTPError(c.nc, f.httpStatus(), f.String(), err.Error(), nil)
 		}
 		_, werr := io.WriteString(c.nc, "HTTP/1.1 200 Connection established\r\n\r\n")
 		return werr
@@ -270,50 +262,128 @@ func isWebSocketUpgrade(h *requestHead) bool {
 
 // forward relays one absolute-form request to its origin and streams the
 // response back. It returns whether the client connection may carry
-// another request, and the origin connection to keep for it.
+// another request, and the origin connection to keep for it. Its steps
+// are the methods of forwarding below: the outgoing head, the origin
+// connection (with the request sent and the response read), an upgrade
+// relayed as a tunnel, or the response head and body.
 func (s *Server) forward(c *conn, br *bufio.Reader, h *requestHead, l *tunnelLog, o *origin) (bool, *origin) {
 	c.state.Store(stateActive)
 	s.metrics.active.Add(1)
 	defer s.metrics.active.Add(-1)
-	// The request body is written by its own goroutine so an origin that
-	// answers early (or sends 100 Continue) is read meanwhile.
-	bodyc := make(chan error, 1)
-	bodyRunning := false
-	waitBody := func() error {
-		if !bodyRunning {
-			return nil
-		}
-		bodyRunning = false
-		return <-bodyc
-	}
-	fail := func(status int, outcome string, err error) (bool, *origin) {
-		writeHTTPError(c.nc, status, outcome, nil)
-		o.close()
-		if bodyRunning {
-			c.nc.Close()
-			waitBody()
-		}
-		l.outcome, l.err = outcome, err
-		s.logTunnel(l)
-		return false, nil
-	}
+	f := &forwarding{s: s, c: c, br: br, h: h, l: l, o: o, bodyc: make(chan error, 1)}
+	defer f.stopBody()
 	t, u, err := forwardTarget(h)
 	if err != nil {
-		return fail(http.StatusBadRequest, "bad_request", err)
+		return f.fail(http.StatusBadRequest, outcomeBadRequest, err)
 	}
+	f.t = t
 	l.target = t.String()
-	upgrade := isWebSocketUpgrade(h)
-	clientKeep := h.minor == 1 && !hasToken(connectionTokens(h.header), "close") && !upgrade
+	f.upgrade = isWebSocketUpgrade(h)
+	f.clientKeep = h.minor == 1 && !hasToken(connectionTokens(h.header), "close") && !f.upgrade
 
-	// Outgoing head.
+	head := f.outgoingHead(u)
+	resp, done := f.roundTrip(head)
+	if done {
+		return false, nil
+	}
+	l.status = resp.StatusCode
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		return f.relayUpgrade(resp)
+	}
+	return f.relayResponse(resp)
+}
+
+// forwarding is one forwarded request, as forward's steps share it. Only
+// forward's goroutine uses it, but for the request-body goroutine, which
+// reports on bodyc.
+type forwarding struct {
+	s  *Server
+	c  *conn
+	br *bufio.Reader
+	h  *requestHead
+	l  *tunnelLog
+	o  *origin // the origin connection, nil until there is one
+	t  target
+
+	upgrade    bool // a WebSocket upgrade was asked for
+	clientKeep bool // the client connection may carry another request
+
+	// The request body is written by its own goroutine so an origin that
+	// answers early (or sends 100 Continue) is read meanwhile.
+	bodyc       chan error
+	bodyRunning bool
+}
+
+// waitBody waits for the request-body goroutine, if it runs.
+func (f *forwarding) waitBody() error {
+	if !f.bodyRunning {
+		return nil
+	}
+	f.bodyRunning = false
+	return <-f.bodyc
+}
+
+// stopBody ends a request-body goroutine still running at an early
+// return: this connection is done.
+func (f *forwarding) stopBody() {
+	if f.bodyRunning {
+		f.c.nc.Close()
+		<-f.bodyc
+	}
+}
+
+// fail answers the client with status, before any response went out, and
+// ends the request.
+func (f *forwarding) fail(status int, out outcome, err error) (bool, *origin) {
+	msg := out.String()
+	var he *httpError
+	if errors.As(err, &he) {
+		msg = he.msg
+	} else if err != nil {
+		msg = err.Error()
+	}
+	writeHTTPError(f.c.nc, status, out.String(), msg, nil)
+	f.o.close()
+	if f.bodyRunning {
+		f.c.nc.Close()
+		f.waitBody()
+	}
+	return f.end(out, err)
+}
+
+// end logs the request's outcome; the client connection carries no more.
+func (f *forwarding) end(out outcome, err error) (bool, *origin) {
+	f.l.outcome, f.l.err = out, err
+	f.s.logTunnel(f.l)
+	return false, nil
+}
+
+// abandon ends a request whose response broke off after its head was
+// due: the client sees a truncated response (or none). The origin's socket
+// closes first: Close on a body from ReadResponse reads it to its end, and
+// an event stream has none. Only then is its reader given back (o.close).
+func (f *forwarding) abandon(resp *http.Response, out outcome, err error) (bool, *origin) {
+	f.o.nc.Close()
+	resp.Body.Close()
+	f.o.close()
+	f.c.nc.Close()
+	f.waitBody() // it writes l.up
+	return f.end(out, err)
+}
+
+// outgoingHead is the request head sent to the origin for u: hop-by-hop
+// headers gone (an upgrade's kept), the anonymity level's headers, the
+// body's framing.
+func (f *forwarding) outgoingHead(u *url.URL) []byte {
+	h := f.h
 	out := h.header.Clone()
 	wsUpgrade := out["Upgrade"]
 	removeHopByHop(out)
-	if upgrade {
+	if f.upgrade {
 		out["Connection"] = []string{"Upgrade"}
 		out["Upgrade"] = wsUpgrade
 	}
-	switch s.cfg.Anonymity {
+	switch f.s.cfg.Anonymity {
 	case Elite:
 		for _, k := range identifying {
 			delete(out, k)
@@ -322,7 +392,7 @@ func (s *Server) forward(c *conn, br *bufio.Reader, h *requestHead, l *tunnelLog
 		out["Via"] = append(out["Via"], viaValue)
 	case Transparent:
 		out["Via"] = append(out["Via"], viaValue)
-		if ip := c.ip; ip.IsValid() {
+		if ip := f.c.ip; ip.IsValid() {
 			if prior := out.Values("X-Forwarded-For"); len(prior) > 0 {
 				out.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+ip.String())
 			} else {
@@ -342,32 +412,34 @@ func (s *Server) forward(c *conn, br *bufio.Reader, h *requestHead, l *tunnelLog
 	}
 	out.Write(&head)
 	head.WriteString("\r\n")
+	return head.Bytes()
+}
 
-	// Origin connection: reuse the last one if it is for the same target.
-	if o != nil && o.t != t {
-		o.close()
-		o = nil
+// roundTrip sends head (and the body, from its own goroutine) on the
+// origin connection, reusing the last one if it is for the same target,
+// and reads the final response. done means the request has ended (failed
+// and logged, or the client gone) and resp is nil.
+func (f *forwarding) roundTrip(head []byte) (resp *http.Response, done bool) {
+	s, c, h, l, t := f.s, f.c, f.h, f.l, f.t
+	if f.o != nil && f.o.t != t {
+		f.o.close()
+		f.o = nil
 	}
 	hasBody := h.chunked || h.contentLength > 0
-	defer func() {
-		if bodyRunning { // an early return: this connection is done
-			c.nc.Close()
-			<-bodyc
-		}
-	}()
-	var resp *http.Response
 	for attempt := 0; ; attempt++ {
-		reused := o != nil
-		if o == nil {
+		reused := f.o != nil
+		if f.o == nil {
 			c.nc.SetDeadline(time.Now().Add(s.cfg.DialTimeout + s.cfg.HandshakeTimeout))
 			nc, ap, err := s.dialTarget(s.ctx, t)
 			if err != nil {
-				f := failureOf(err)
-				return fail(f.httpStatus(), f.String(), err)
+				fl := failureOf(err)
+				f.fail(fl.httpStatus(), fl.outcome(), err)
+				return nil, true
 			}
 			lim := &readLimit{r: nc, n: -1}
-			o = &origin{t: t, addr: ap.String(), nc: nc, br: getReader(lim), lim: lim}
+			f.o = &origin{t: t, addr: ap.String(), nc: nc, br: getReader(lim), lim: lim}
 		}
+		o := f.o
 		l.addr = o.addr
 		c.nc.SetDeadline(time.Time{})
 		// A kept-alive origin connection may have been closed by the
@@ -375,83 +447,122 @@ func (s *Server) forward(c *conn, br *bufio.Reader, h *requestHead, l *tunnelLog
 		// before any answer is sent once more on a fresh connection.
 		retry := reused && !hasBody && attempt == 0
 		s.setIdleDeadline(o.nc)
-		if _, err := o.nc.Write(head.Bytes()); err != nil {
+		if _, err := o.nc.Write(head); err != nil {
 			if retry {
 				o.close()
-				o = nil
+				f.o = nil
 				continue
 			}
-			return fail(http.StatusBadGateway, "origin_write_failed", err)
+			f.fail(http.StatusBadGateway, outcomeOriginWriteFailed, err)
+			return nil, true
 		}
 		if hasBody {
-			bodyRunning = true
+			f.bodyRunning = true
 			oc := o.nc
 			go func() {
-				n, err := s.copyRequestBody(oc, c.nc, br, h)
+				n, err := s.copyRequestBody(oc, c.nc, f.br, h)
 				l.up = n
-				bodyc <- err
+				f.bodyc <- err
 			}()
 		}
-		resp, err = s.readResponse(c, o, h)
+		resp, err := s.readResponse(c, o, h)
 		if err == nil {
-			break
+			return resp, false
 		}
 		if errors.Is(err, errClientGone) {
 			o.close()
-			return false, nil
+			return nil, true
 		}
 		if retry && (isEOF(err) || errors.Is(err, syscall.ECONNRESET)) {
 			o.close()
-			o = nil
+			f.o = nil
 			continue
 		}
-		return fail(http.StatusBadGateway, "origin_failed", err)
+		f.fail(http.StatusBadGateway, outcomeOriginFailed, err)
+		return nil, true
 	}
-	l.status = resp.StatusCode
+}
 
-	if resp.StatusCode == http.StatusSwitchingProtocols {
-		if !upgrade {
-			return fail(http.StatusBadGateway, "origin_failed", errors.New("unrequested 101"))
-		}
-		if err := waitBody(); err != nil {
-			o.close()
-			return false, nil
-		}
-		var rh bytes.Buffer
-		fmt.Fprintf(&rh, "HTTP/1.1 %s\r\n", resp.Status)
-		resp.Header.Write(&rh)
-		rh.WriteString("\r\n")
-		s.setIdleDeadline(c.nc)
-		if _, err := c.nc.Write(rh.Bytes()); err != nil {
-			o.close()
-			l.outcome, l.err = "client_closed", err
-			s.logTunnel(l)
-			return false, nil
-		}
-		l.proto = "websocket"
-		clientPending := takeBuffered(br)
-		originPending := takeBuffered(o.br)
-		c.nc.SetDeadline(time.Time{})
-		o.nc.SetDeadline(time.Time{})
-		up, down, err := runPump(c.nc, o.nc, clientPending, originPending, s.cfg.IdleTimeout, &s.metrics.bytesUp, &s.metrics.bytesDown)
-		o.nc.Close()
-		putReader(o.br)
-		s.metrics.bytesUp.Add(l.up) // a request body, if any; the pump counts the rest
-		l.up += up
-		l.down = down
-		l.bytesCounted = true
-		l.outcome, l.err = tunnelOutcome(err), err
-		s.logTunnel(l)
+// relayUpgrade passes the origin's 101 to the client and relays the
+// connection as a tunnel (proto websocket) until either side ends it.
+func (f *forwarding) relayUpgrade(resp *http.Response) (bool, *origin) {
+	s, c, l, o := f.s, f.c, f.l, f.o
+	if !f.upgrade {
+		return f.fail(http.StatusBadGateway, outcomeOriginFailed, errors.New("unrequested 101"))
+	}
+	if err := f.waitBody(); err != nil {
+		o.close()
 		return false, nil
 	}
+	var rh bytes.Buffer
+	fmt.Fprintf(&rh, "HTTP/1.1 %s\r\n", resp.Status)
+	resp.Header.Write(&rh)
+	rh.WriteString("\r\n")
+	s.setIdleDeadline(c.nc)
+	if _, err := c.nc.Write(rh.Bytes()); err != nil {
+		o.close()
+		return f.end(outcomeClientClosed, err)
+	}
+	l.proto = "websocket"
+	clientPending := takeBuffered(f.br)
+	originPending := takeBuffered(o.br)
+	c.nc.SetDeadline(time.Time{})
+	o.nc.SetDeadline(time.Time{})
+	up, down, err := runPump(c.nc, o.nc, clientPending, originPending, s.cfg.IdleTimeout, &s.metrics.bytesUp, &s.metrics.bytesDown)
+	o.nc.Close()
+	putReader(o.br)
+	s.metrics.bytesUp.Add(l.up) // a request body, if any; the pump counts the rest
+	l.up += up
+	l.down = down
+	l.bytesCounted = true
+	return f.end(tunnelOutcome(err), err)
+}
 
-	// Response head.
+// relayResponse writes the response head and streams the body to the
+// client, then settles whether either connection is kept.
+func (f *forwarding) relayResponse(resp *http.Response) (bool, *origin) {
+	s, c, l := f.s, f.c, f.l
+	chunked := f.responseHead(resp)
+	var rh bytes.Buffer
+	fmt.Fprintf(&rh, "HTTP/1.1 %s\r\n", resp.Status)
+	resp.Header.Write(&rh)
+	rh.WriteString("\r\n")
+	s.setIdleDeadline(c.nc)
+	if _, err := c.nc.Write(rh.Bytes()); err != nil {
+		return f.abandon(resp, outcomeClientClosed, err)
+	}
+	n, err := s.streamBody(c.nc, f.o.nc, resp.Body, chunked)
+	l.down = n
+	if err != nil {
+		// Mid-body failure (the client left, say): the client sees a
+		// truncated response.
+		return f.abandon(resp, outcomeStreamFailed, err)
+	}
+	if err := f.waitBody(); err != nil {
+		f.o.close()
+		return f.end(outcomeClientBodyFailed, err)
+	}
+	f.l.outcome = outcomeOK
+	s.logTunnel(l)
+	o := f.o
+	if resp.Close || f.upgrade {
+		o.close()
+		o = nil
+	}
+	return f.clientKeep, o
+}
+
+// responseHead rewrites resp's head for the client: hop-by-hop headers
+// gone, Via, the body's framing (chunked for an HTTP/1.1 client when the
+// length is unknown), Connection: close when the client connection ends.
+// It reports whether the body is to be chunked.
+func (f *forwarding) responseHead(resp *http.Response) (chunked bool) {
+	h := f.h
 	removeHopByHop(resp.Header)
-	if s.cfg.Anonymity != Elite {
+	if f.s.cfg.Anonymity != Elite {
 		resp.Header["Via"] = append(resp.Header["Via"], viaValue)
 	}
 	noBody := h.method == http.MethodHead || resp.StatusCode == 204 || resp.StatusCode == 304
-	chunked := false
 	switch {
 	case noBody:
 	case resp.ContentLength >= 0:
@@ -461,61 +572,15 @@ func (s *Server) forward(c *conn, br *bufio.Reader, h *requestHead, l *tunnelLog
 		resp.Header["Transfer-Encoding"] = []string{"chunked"}
 		delete(resp.Header, "Content-Length")
 	default:
-		clientKeep = false // close-delimited for HTTP/1.0
+		f.clientKeep = false // close-delimited for HTTP/1.0
 	}
-	if s.shuttingDown() {
-		clientKeep = false
+	if f.s.shuttingDown() {
+		f.clientKeep = false
 	}
-	if !clientKeep {
+	if !f.clientKeep {
 		resp.Header["Connection"] = []string{"close"}
 	}
-	var rh bytes.Buffer
-	fmt.Fprintf(&rh, "HTTP/1.1 %s\r\n", resp.Status)
-	resp.Header.Write(&rh)
-	rh.WriteString("\r\n")
-	s.setIdleDeadline(c.nc)
-	if _, err := c.nc.Write(rh.Bytes()); err != nil {
-		// Close the origin's socket first: Close on a body from
-		// ReadResponse reads it to its end, and an event stream has none.
-		// Only then give its reader back (o.close).
-		o.nc.Close()
-		resp.Body.Close()
-		o.close()
-		c.nc.Close()
-		waitBody() // it writes l.up
-		l.outcome, l.err = "client_closed", err
-		s.logTunnel(l)
-		return false, nil
-	}
-	n, err := s.streamBody(c.nc, o.nc, resp.Body, chunked)
-	l.down = n
-	if err != nil {
-		// Mid-body failure (the client left, say): the client sees a
-		// truncated response. Close the origin's socket before the body,
-		// whose Close would otherwise read an endless stream to its end;
-		// only then give its reader back (o.close).
-		o.nc.Close()
-		resp.Body.Close()
-		o.close()
-		c.nc.Close()
-		waitBody()
-		l.outcome, l.err = "stream_failed", err
-		s.logTunnel(l)
-		return false, nil
-	}
-	if err := waitBody(); err != nil {
-		o.close()
-		l.outcome, l.err = "client_body_failed", err
-		s.logTunnel(l)
-		return false, nil
-	}
-	l.outcome = "ok"
-	s.logTunnel(l)
-	if resp.Close || upgrade {
-		o.close()
-		o = nil
-	}
-	return clientKeep, o
+	return chunked
 }
 
 // errClientGone means the client could not be written to.

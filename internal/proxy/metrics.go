@@ -16,7 +16,7 @@ import (
 type metrics struct {
 	accepted         atomic.Int64
 	open             atomic.Int64
-	capRefused       atomic.Int64
+	refused          [numRefusals]atomic.Int64 // by refusal
 	upstreamFailures atomic.Int64
 	active           atomic.Int64 // tunnels and forwarded requests in flight
 	bytesUp          atomic.Int64
@@ -40,13 +40,15 @@ func (m *metrics) init() {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
 			func() float64 { return float64(v.Load()) })
 	}
+	const refusedHelp = "Connections over a connection cap, by the cap (reason); each is answered in its protocol when it names a request."
 	const bytesHelp = "Bytes relayed, by direction (up: client to target); tunnels count as bytes move."
 	m.reg = prometheus.NewRegistry()
 	m.reg.MustRegister(
 		m.requests,
 		counter("duplex_proxy_connections_accepted_total", "Client connections accepted.", &m.accepted, nil),
 		gauge("duplex_proxy_connections_open", "Client connections open now.", &m.open),
-		counter("duplex_proxy_connections_refused_total", "Connections closed on accept by a connection cap.", &m.capRefused, nil),
+		counter("duplex_proxy_connections_refused_total", refusedHelp, &m.refused[refuseMaxConns], prometheus.Labels{"reason": refuseMaxConns.String()}),
+		counter("duplex_proxy_connections_refused_total", refusedHelp, &m.refused[refuseMaxConnsPerClient], prometheus.Labels{"reason": refuseMaxConnsPerClient.String()}),
 		gauge("duplex_proxy_tunnels_active", "Tunnels and forwarded requests in flight.", &m.active),
 		counter("duplex_proxy_upstream_failures_total", "Upstream proxies that failed and were skipped.", &m.upstreamFailures, nil),
 		counter("duplex_proxy_bytes_total", bytesHelp, &m.bytesUp, prometheus.Labels{"direction": "up"}),
@@ -59,7 +61,7 @@ func (m *metrics) record(l *tunnelLog) {
 		m.bytesUp.Add(l.up)
 		m.bytesDown.Add(l.down)
 	}
-	m.requests.WithLabelValues(l.proto, l.outcome).Inc()
+	m.requests.WithLabelValues(l.proto, l.outcome.String()).Inc()
 }
 
 // WriteMetrics writes the server's counters in the Prometheus text

@@ -107,6 +107,7 @@ func (p *pump) copyLoop(dst, src net.Conn, pending []byte, n counter) error {
 	// passed: during a bulk transfer this loop turns thousands of times a
 	// second, and each refresh is a timer update.
 	var readSet, writeDeadline time.Time
+	drained := false // the last burst was copied whole
 	for {
 		if p.window > 0 {
 			if now := time.Now(); now.Sub(readSet) > p.window/8 {
@@ -114,7 +115,8 @@ func (p *pump) copyLoop(dst, src net.Conn, pending []byte, n counter) error {
 				src.SetReadDeadline(now.Add(p.window))
 			}
 		}
-		avail, err := waitReadable(src)
+		avail, err := waitReadable(src, drained)
+		drained = false
 		if err != nil {
 			if isTimeout(err) {
 				if p.idleLongEnough() {
@@ -125,26 +127,10 @@ func (p *pump) copyLoop(dst, src net.Conn, pending []byte, n counter) error {
 			return err
 		}
 		if avail == 0 {
-			// Readable with nothing queued: EOF or an error. A plain read
-			// says which (and copes with bytes arriving meanwhile).
-			var b [1]byte
-			k, err := src.Read(b[:])
-			if k > 0 {
-				if _, werr := dst.Write(b[:k]); werr != nil {
-					return werr
-				}
-				n.Add(int64(k))
-				p.touch()
-				continue
-			}
-			if err == io.EOF {
-				closeWrite(dst)
-				return nil
-			}
-			if err != nil && !isTimeout(err) {
-				return err
-			}
-			continue
+			// Readable with nothing queued: the peer's FIN (waitReadable
+			// returns socket errors as errors). Pass the half-close on.
+			closeWrite(dst)
+			return nil
 		}
 		// Deadlines for the copy. The read deadline set above only ever
 		// fires while the splice pipe is empty (the bytes copied are
@@ -181,6 +167,10 @@ func (p *pump) copyLoop(dst, src net.Conn, pending []byte, n counter) error {
 		}
 		switch {
 		case err == nil && avail > 0: // the burst is through
+			// Only after a small burst: after a large one more is
+			// usually queued already, and the queue length is then the
+			// one call that answers.
+			drained = m == int64(avail) && avail <= smallBurst
 		case err == io.EOF: // from copySmall
 			closeWrite(dst)
 			return nil

@@ -37,9 +37,14 @@ type Server struct {
 	mu sync.Mutex // guards the fields below
 	// listeners being served; closed on Shutdown.
 	listeners map[net.Listener]struct{}
-	// conns are the open client connections and their state.
+	// conns are the open client connections and their state, refused
+	// ones included.
 	conns map[*conn]struct{}
-	// perClient counts open connections per client address.
+	// admitted counts the conns not refused: what MaxConns caps.
+	admitted int
+	// refusing counts the refused conns being answered (maxRefusing).
+	refusing int
+	// perClient counts admitted connections per client address.
 	perClient map[netip.Addr]int
 	closing   bool
 	ready     chan struct{} // closed when the first listener is served
@@ -86,7 +91,7 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 // ListenAndServe listens on addr (TCP) and serves until ctx is cancelled,
 // then shuts down, giving open tunnels up to grace to finish.
 func (s *Server) ListenAndServe(ctx context.Context, addr string, grace time.Duration) error {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := s.Listen(ctx, addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
@@ -102,6 +107,26 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string, grace time.Dur
 	err = s.Shutdown(sctx)
 	<-errc
 	return err
+}
+
+// Listen opens a TCP listener for [Server.Serve] whose accepted
+// connections get no TCP keep-alive when IdleTimeout is on: a tunnel that
+// goes silent is closed by the idle timeout anyway, and the four
+// setsockopt calls keep-alive costs on every accepted (and dialled)
+// connection were a tenth of the system calls of a tunnel setup.
+func (s *Server) Listen(ctx context.Context, addr string) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: s.keepAlive()}
+	return lc.Listen(ctx, "tcp", addr)
+}
+
+// keepAlive is the TCP keep-alive period for the proxy's connections:
+// off (-1) when the idle timeout bounds silent tunnels, Go's default (0)
+// when tunnels may stay silent forever.
+func (s *Server) keepAlive() time.Duration {
+	if s.cfg.IdleTimeout > 0 {
+		return -1
+	}
+	return 0
 }
 
 // Serve accepts connections on ln until Shutdown, and returns
@@ -155,8 +180,10 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-// track registers a new client connection, or returns nil if a cap or
-// shutdown refuses it.
+// track registers a new client connection, or returns nil if shutdown
+// (or a flood of refused connections) refuses it. A connection over a cap
+// is tracked with its refusal set: it is served up to its request and
+// answered with the reason, but holds no slot of the caps.
 func (s *Server) track(nc net.Conn) *conn {
 	ip := remoteIP(nc)
 	s.mu.Lock()
@@ -164,25 +191,38 @@ func (s *Server) track(nc net.Conn) *conn {
 	if s.closing {
 		return nil
 	}
-	if s.cfg.MaxConns > 0 && len(s.conns) >= s.cfg.MaxConns {
-		s.metrics.capRefused.Add(1)
-		return nil
-	}
-	if s.cfg.MaxConnsPerClient > 0 && s.perClient[ip] >= s.cfg.MaxConnsPerClient {
-		s.metrics.capRefused.Add(1)
-		return nil
-	}
 	c := &conn{nc: nc, ip: ip}
+	switch {
+	case s.cfg.MaxConns > 0 && s.admitted >= s.cfg.MaxConns:
+		c.refusal = refuseMaxConns
+	case s.cfg.MaxConnsPerClient > 0 && s.perClient[ip] >= s.cfg.MaxConnsPerClient:
+		c.refusal = refuseMaxConnsPerClient
+	}
+	if c.refusal != refuseNone {
+		s.metrics.refused[c.refusal].Add(1)
+		if s.refusing >= maxRefusing {
+			return nil
+		}
+		s.refusing++
+	} else {
+		s.admitted++
+		s.perClient[ip]++
+		s.metrics.open.Add(1)
+	}
 	c.state.Store(stateHandshake)
 	s.conns[c] = struct{}{}
-	s.perClient[ip]++
-	s.metrics.open.Add(1)
 	return c
 }
 
 func (s *Server) untrack(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	if c.refusal != refuseNone {
+		s.refusing--
+		s.mu.Unlock()
+		return
+	}
+	s.admitted--
 	if s.perClient[c.ip]--; s.perClient[c.ip] <= 0 {
 		delete(s.perClient, c.ip)
 	}
@@ -253,14 +293,18 @@ type conn struct {
 	nc    net.Conn
 	ip    netip.Addr
 	state atomic.Int32
+	// refusal is set on accept when a cap turned the connection away; it
+	// is answered with the reason instead of being served.
+	refusal refusal
 	// handedOff is set, by the goroutine serving the handshake, when
 	// another goroutine took the connection over and will close and
 	// untrack it.
 	handedOff bool
 }
 
-// serveConn reads the first byte and hands the connection to the protocol
-// it names.
+// serveConn reads the first byte and hands the connection, and the reader
+// holding that byte and what came with it, to the protocol it names; the
+// protocol's serve function returns the reader to the pool.
 func (s *Server) serveConn(c *conn) {
 	defer func() {
 		if !c.handedOff {
@@ -269,19 +313,29 @@ func (s *Server) serveConn(c *conn) {
 		}
 	}()
 	nc := c.nc
-	nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
-	var first [1]byte
-	if _, err := nc.Read(first[:]); err != nil {
+	hs := s.cfg.HandshakeTimeout
+	if c.refusal != refuseNone {
+		hs = min(hs, refusalHandshakeTimeout)
+	}
+	nc.SetDeadline(time.Now().Add(hs))
+	// One buffered read takes the first byte and, usually, the whole
+	// request with it; the protocol's reader goes on from that buffer.
+	br := getReader(nc)
+	first, err := br.Peek(1)
+	if err != nil {
+		putReader(br)
 		s.logHandshakeFailure(c, "unknown", err)
 		return
 	}
 	switch first[0] {
 	case 4:
-		s.serveSOCKS4(c)
+		br.Discard(1)
+		s.serveSOCKS4(c, br)
 	case 5:
-		s.serveSOCKS5(c)
+		br.Discard(1)
+		s.serveSOCKS5(c, br)
 	default:
-		s.serveHTTP(c, first[0])
+		s.serveHTTP(c, br)
 	}
 }
 
@@ -295,7 +349,7 @@ type tunnelLog struct {
 	up, down int64
 	status   int // HTTP status from the origin, forward path only
 	start    time.Time
-	outcome  string
+	outcome  outcome
 	err      error
 	// bytesCounted means the metrics already have up and down (the pump
 	// counts as bytes move).
@@ -305,6 +359,10 @@ type tunnelLog struct {
 // logTunnel writes the access-log line of l and counts it.
 func (s *Server) logTunnel(l *tunnelLog) {
 	s.metrics.record(l)
+	if s.cfg.AccessLog != nil {
+		s.writeAccessLine(l)
+		return
+	}
 	if !s.cfg.Logger.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
@@ -326,7 +384,7 @@ func (s *Server) logTunnel(l *tunnelLog) {
 		slog.Int64("bytes_up", l.up),
 		slog.Int64("bytes_down", l.down),
 		slog.Float64("duration_ms", float64(time.Since(l.start).Microseconds())/1000),
-		slog.String("outcome", l.outcome),
+		slog.String("outcome", l.outcome.String()),
 	)
 	if l.err != nil {
 		attrs = append(attrs, slog.String("err", l.err.Error()))
@@ -343,25 +401,25 @@ func addrString(a net.Addr) string {
 
 // logHandshakeFailure logs a connection that never named a target.
 func (s *Server) logHandshakeFailure(c *conn, proto string, err error) {
-	outcome := "bad_request"
+	outcome := outcomeBadRequest
 	if isTimeout(err) {
-		outcome = "handshake_timeout"
+		outcome = outcomeHandshakeTimeout
 	} else if errors.Is(err, net.ErrClosed) || isEOF(err) {
-		outcome = "client_closed"
+		outcome = outcomeClientClosed
 	}
 	s.logTunnel(&tunnelLog{proto: proto, client: c.nc.RemoteAddr(), start: time.Now(), outcome: outcome, err: err})
 }
 
 // tunnelOutcome names how a finished tunnel ended.
-func tunnelOutcome(err error) string {
+func tunnelOutcome(err error) outcome {
 	switch {
 	case err == nil:
-		return "ok"
+		return outcomeOK
 	case errors.Is(err, errIdle):
-		return "idle_timeout"
+		return outcomeIdleTimeout
 	case errors.Is(err, errStalled):
-		return "stalled"
+		return outcomeStalled
 	default:
-		return "closed"
+		return outcomeClosed
 	}
 }

@@ -116,8 +116,7 @@ func readCString(br *bufio.Reader, max int) (string, error) {
 	}
 }
 
-func (s *Server) serveSOCKS4(c *conn) {
-	br := getReader(c.nc)
+func (s *Server) serveSOCKS4(c *conn, br *bufio.Reader) {
 	req, err := readSOCKS4(br)
 	pending := takeBuffered(br)
 	putReader(br)
@@ -136,14 +135,19 @@ func (s *Server) serveSOCKS4(c *conn) {
 	}
 	l.target = t.String()
 	switch {
+	case c.refusal != refuseNone:
+		reject()
+		l.outcome = c.refusal.outcome()
+		s.logTunnel(l)
+		return
 	case req.cmd != 1: // BIND and anything else
 		reject()
-		l.outcome = "command_not_supported"
+		l.outcome = outcomeCommandNotSupported
 		s.logTunnel(l)
 		return
 	case len(s.cfg.Credentials) > 0:
 		reject()
-		l.outcome = "auth_required"
+		l.outcome = outcomeAuthRequired
 		s.logTunnel(l)
 		return
 	}
@@ -182,6 +186,7 @@ const (
 
 	repSucceeded        = 0x00
 	repGeneralFailure   = 0x01
+	repNotAllowed       = 0x02
 	repCmdNotSupported  = 0x07
 	repAddrNotSupported = 0x08
 )
@@ -332,8 +337,7 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 	return ap
 }
 
-func (s *Server) serveSOCKS5(c *conn) {
-	br := getReader(c.nc)
+func (s *Server) serveSOCKS5(c *conn, br *bufio.Reader) {
 	defer func() {
 		if br != nil {
 			putReader(br)
@@ -368,7 +372,7 @@ func (s *Server) serveSOCKS5(c *conn) {
 		return
 	}
 	if chosen == methodNoAccept {
-		l.outcome = "auth_required"
+		l.outcome = outcomeAuthRequired
 		s.logTunnel(l)
 		return
 	}
@@ -381,7 +385,7 @@ func (s *Server) serveSOCKS5(c *conn) {
 		l.user = user
 		if want == methodPassword && !s.checkCredentials(user, pass) {
 			c.nc.Write([]byte{1, 1})
-			l.outcome = "auth_failed"
+			l.outcome = outcomeAuthFailed
 			s.logTunnel(l)
 			return
 		}
@@ -400,6 +404,14 @@ func (s *Server) serveSOCKS5(c *conn) {
 		return
 	}
 	l.target = req.dst.String()
+	if c.refusal != refuseNone {
+		// 0x02, "connection not allowed by ruleset": the nearest RFC 1928
+		// has to "over a connection cap"; the log says which.
+		c.nc.Write(socks5Reply(repNotAllowed, netip.AddrPort{}))
+		l.outcome = c.refusal.outcome()
+		s.logTunnel(l)
+		return
+	}
 	switch req.cmd {
 	case cmdConnect:
 	case cmdUDPAssociate:
@@ -410,13 +422,13 @@ func (s *Server) serveSOCKS5(c *conn) {
 		return
 	default:
 		c.nc.Write(socks5Reply(repCmdNotSupported, netip.AddrPort{}))
-		l.outcome = "command_not_supported"
+		l.outcome = outcomeCommandNotSupported
 		s.logTunnel(l)
 		return
 	}
 	if req.dst.port == 0 {
 		c.nc.Write(socks5Reply(repGeneralFailure, netip.AddrPort{}))
-		l.outcome = failBadAddress.String()
+		l.outcome = failBadAddress.outcome()
 		s.logTunnel(l)
 		return
 	}
@@ -444,14 +456,14 @@ func (s *Server) tunnel(c *conn, l *tunnelLog, t target, pending []byte,
 	if err != nil {
 		f := failureOf(err)
 		reply(nil, f, err)
-		l.outcome, l.err = f.String(), err
+		l.outcome, l.err = f.outcome(), err
 		s.logTunnel(l)
 		return
 	}
 	l.addr = ap.String()
 	if err := reply(dst.LocalAddr(), 0, nil); err != nil {
 		dst.Close()
-		l.outcome, l.err = "client_closed", err
+		l.outcome, l.err = outcomeClientClosed, err
 		s.logTunnel(l)
 		return
 	}

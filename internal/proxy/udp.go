@@ -37,7 +37,7 @@ func (s *Server) serveUDPAssociate(c *conn, l *tunnelLog, hint target, pending [
 	reply := func(rep byte, a netip.AddrPort) { c.nc.Write(socks5Reply(rep, a)) }
 	if len(s.cfg.Upstreams) > 0 {
 		reply(repCmdNotSupported, netip.AddrPort{})
-		l.outcome = "command_not_supported"
+		l.outcome = outcomeCommandNotSupported
 		s.logTunnel(l)
 		return
 	}
@@ -45,7 +45,7 @@ func (s *Server) serveUDPAssociate(c *conn, l *tunnelLog, hint target, pending [
 	relay, err := s.cfg.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, 0)))
 	if err != nil {
 		reply(repGeneralFailure, netip.AddrPort{})
-		l.outcome, l.err = "udp_listen_failed", err
+		l.outcome, l.err = outcomeUDPListenFailed, err
 		s.logTunnel(l)
 		return
 	}
@@ -53,7 +53,7 @@ func (s *Server) serveUDPAssociate(c *conn, l *tunnelLog, hint target, pending [
 	if err != nil {
 		relay.Close()
 		reply(repGeneralFailure, netip.AddrPort{})
-		l.outcome, l.err = "udp_listen_failed", err
+		l.outcome, l.err = outcomeUDPListenFailed, err
 		s.logTunnel(l)
 		return
 	}
@@ -75,7 +75,7 @@ func (s *Server) serveUDPAssociate(c *conn, l *tunnelLog, hint target, pending [
 	if _, err := c.nc.Write(socks5Reply(repSucceeded, addrPortOf(relay.LocalAddr()))); err != nil {
 		relay.Close()
 		out.Close()
-		l.outcome, l.err = "client_closed", err
+		l.outcome, l.err = outcomeClientClosed, err
 		s.logTunnel(l)
 		return
 	}
@@ -93,7 +93,7 @@ func (s *Server) serveUDPAssociate(c *conn, l *tunnelLog, hint target, pending [
 	l.up, l.down = a.up.Load(), a.down.Load()
 	l.outcome, l.err = tunnelOutcome(err), err
 	if isEOF(err) {
-		l.outcome, l.err = "ok", nil
+		l.outcome, l.err = outcomeOK, nil
 	}
 	s.logTunnel(l)
 }

@@ -180,3 +180,28 @@ func TestTokenExpiryEndsConnections(t *testing.T) {
 	}
 	wsLong.Close(websocket.StatusNormalClosure, "")
 }
+
+// A long poll does not outlive its token either: one waiting when the
+// token expires (past the leeway) is answered 401 token expired at once,
+// not with the timeout's empty answer. A token whose exp passed 3-4 s ago
+// (exp has whole seconds) is inside the 5 s leeway for 1-2 s more.
+func TestTokenExpiryEndsLongPoll(t *testing.T) {
+	hubtest.CheckLeaks(t)
+	const secret = "s3cret"
+	h := hubtest.Start(t, &hubtest.Options{Server: server.Config{JWTSecret: []byte(secret), PollMaxTimeout: time.Minute}})
+	expiring := token(t, secret, -3*time.Second, []string{"*"}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.URL+"/v1/poll?channel=exp&timeout=40s", nil)
+	req.Header.Set("Authorization", "Bearer "+expiring)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), string(msg.CodeUnauthorized)) ||
+		!strings.Contains(string(body), "token expired") || resp.Header.Get("WWW-Authenticate") == "" {
+		t.Fatalf("poll past the token's expiry: %d %s, want 401 unauthorized token expired", resp.StatusCode, body)
+	}
+}

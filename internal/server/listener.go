@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -65,6 +66,9 @@ type capListener struct {
 	net.Listener
 	limit int64
 	live  atomic.Int64 // accepted connections not yet closed
+	// tls, when set, is what refusals handshake with before answering
+	// (the server speaks TLS; see tls.go). Set before the first Accept.
+	tls *tls.Config
 
 	mu       sync.Mutex // guards refusing, closed
 	refusing map[net.Conn]struct{}
@@ -120,14 +124,18 @@ func (l *capListener) refuse(c net.Conn) {
 	l.refusing[c] = struct{}{}
 	l.refusals.Add(1)
 	l.mu.Unlock()
-	r := refusal{l: l, c: c}
+	r := refusal{l: l, c: c, rw: c}
+	if l.tls != nil {
+		r.rw = tls.Server(c, l.tls)
+	}
 	go r.run()
 }
 
 // refusal answers one connection over the cap with busyResponse.
 type refusal struct {
-	l *capListener
-	c net.Conn
+	l  *capListener
+	c  net.Conn // the TCP connection: deadlines, Close
+	rw net.Conn // what the answer goes through: c, or TLS over it
 }
 
 func (r refusal) run() {
@@ -142,21 +150,21 @@ func (r refusal) run() {
 	if !r.deadline(refuseRequestWait) {
 		return
 	}
-	r.c.Read(buf) // the request's first bytes, or nothing in time
+	r.rw.Read(buf) // the request's first bytes (and a TLS handshake), or nothing in time
 	if !r.deadline(refuseWriteTimeout) {
 		return
 	}
-	if _, err := r.c.Write(busyResponse); err != nil {
+	if _, err := r.rw.Write(busyResponse); err != nil {
 		return
 	}
-	if cw, ok := r.c.(interface{ CloseWrite() error }); ok {
+	if cw, ok := r.rw.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
 	}
 	if !r.deadline(refuseDrain) {
 		return
 	}
 	for read := 0; read < refuseDrainBytes; {
-		n, err := r.c.Read(buf)
+		n, err := r.rw.Read(buf)
 		read += n
 		if err != nil {
 			return
@@ -177,8 +185,7 @@ func (r refusal) deadline(d time.Duration) bool {
 }
 
 // cappedConn is a connection within the cap; closing it frees its slot.
-// It embeds the net.Conn as Conn: socketOf (ws_poll_linux.go) looks
-// through such wrappers for the socket.
+// NetConn tells socketOf (ws_poll_linux.go) the socket under it.
 type cappedConn struct {
 	net.Conn
 	l      *capListener
@@ -193,6 +200,9 @@ func (c *cappedConn) Close() error {
 	}
 	return c.Conn.Close()
 }
+
+// NetConn returns the connection c wraps, as crypto/tls.Conn.NetConn does.
+func (c *cappedConn) NetConn() net.Conn { return c.Conn }
 
 // CloseWrite half-closes the connection when the one underneath can:
 // net/http sends a response's FIN with it before closing a connection

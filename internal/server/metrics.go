@@ -31,6 +31,9 @@ func (s *Server) metricsHandler() http.Handler {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "duplex_lost_delivery_resyncs_total", Help: "Times the engine said a channel's publications may have been missed (a Redis pub/sub connection dropped and came back), so the hub re-read its sessions' positions from history.",
 		}, func() float64 { return float64(s.hub.Stats().Lost) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "duplex_ws_compressions_total", Help: "Messages compressed for WebSocket permessage-deflate: each publication once, however many subscribers take it compressed, and each echoed message.",
+		}, func() float64 { return float64(s.ws.compressions.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "duplex_sessions", Help: "Open streaming sessions (ws, sse, stream, poll).",
 		}, func() float64 { return float64(s.hub.Stats().Sessions) }),

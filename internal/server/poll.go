@@ -32,19 +32,22 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	end, ok := s.beginStream()
-	if !ok {
-		writeError(w, msg.Errorf(msg.CodeUnavailable, "hub is shutting down"))
-		return
-	}
-	defer end()
-	ctx := r.Context()
-	sess, cur, err := s.openSession(ctx, req)
+	ts, err := s.beginSession()
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	defer sess.Release()
+	defer ts.close()
+	var cur msg.Cursor
+	ctx := r.Context()
+	if err := ts.open(ctx, func() (sess *hub.Session, err error) {
+		sess, cur, err = s.openSession(ctx, req)
+		return sess, err
+	}); err != nil {
+		writeError(w, err)
+		return
+	}
+	sess := ts.sess
 
 	items, err := pollWait(r, sess, timeout)
 	switch code := msg.CloseCodeOf(err); {
@@ -52,6 +55,10 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 	case code == msg.CloseShutdown:
 		// Whatever was queued is dropped: answer with the request's cursor.
 		items = nil
+	case code == msg.ClosePolicy:
+		// The token expired while the poll waited (session.go).
+		writeError(w, msg.Errorf(msg.CodeUnauthorized, "token expired"))
+		return
 	case code == hub.CloseEngineDown:
 		writeError(w, hub.ErrEngineDown)
 		return

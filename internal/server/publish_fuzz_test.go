@@ -59,7 +59,7 @@ func FuzzPublishFraming(f *testing.F) {
 		wsOK := false
 		frame := append(append([]byte(`{"id":1,"type":"publish","channel":"fuzz","data":`), body...), '}')
 		if utf8.Valid(frame) { // otherwise the WebSocket layer closes with 1007 first
-			if cmd, err := parseWSCommand(frame); err == nil && bytes.Equal(cmd.Data, bytes.TrimSpace(body)) {
+			if cmd, err := msg.ParseCommand(frame); err == nil && bytes.Equal(cmd.Data, bytes.TrimSpace(body)) {
 				_, perr := hb.Publish(context.Background(), "fuzz", cmd.Data)
 				wsOK = perr == nil
 				if wsOK != httpOK {

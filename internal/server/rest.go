@@ -12,11 +12,6 @@ import (
 	"github.com/duplexhq/duplex/msg"
 )
 
-const (
-	defaultHistoryLimit = 100
-	maxHistoryLimit     = 1000
-)
-
 // pathChannel returns the {channel} of r's path once it is valid and the
 // request's token allows action on it; otherwise it writes the error and
 // returns false.
@@ -131,11 +126,11 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 		}
 		after = n
 	}
-	limit := defaultHistoryLimit
+	limit := msg.DefaultHistoryLimit
 	if v := q.Get("limit"); v != "" || q.Has("limit") {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxHistoryLimit {
-			writeError(w, msg.Errorf(msg.CodeBadRequest, "limit=%q must be a whole number from 1 to %d", truncate(v), maxHistoryLimit))
+		if err != nil || n < 1 || n > msg.MaxHistoryLimit {
+			writeError(w, msg.Errorf(msg.CodeBadRequest, "limit=%q must be a whole number from 1 to %d", truncate(v), msg.MaxHistoryLimit))
 			return
 		}
 		limit = n
@@ -145,34 +140,14 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	next := after
-	if len(pubs) > 0 {
-		next = pubs[len(pubs)-1].Offset
-	}
 	// The messages are pre-encoded: splice them in rather than decode and
 	// encode them again.
 	size := 128 + len(channel)
 	for _, p := range pubs {
 		size += len(p.JSON) + 1
 	}
-	b := make([]byte, 0, size)
-	b = append(b, `{"channel":"`...)
-	b = append(b, channel...)
-	b = append(b, `","epoch":"`...)
-	b = append(b, st.Epoch...)
-	b = append(b, `","messages":[`...)
-	for i, p := range pubs {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, p.JSON...)
-	}
-	b = append(b, `],"next":`...)
-	b = strconv.AppendUint(b, next, 10)
-	b = append(b, `,"oldest":`...)
-	b = strconv.AppendUint(b, st.Oldest, 10)
-	b = append(b, `,"latest":`...)
-	b = strconv.AppendUint(b, st.Latest, 10)
+	b := append(make([]byte, 0, size), '{')
+	b, _ = historyPage(channel, st, after, 0).AppendMembers(b, len(pubs), pubAt(pubs))
 	b = append(b, "}\n"...)
 
 	hash := fnv.New64a()

@@ -2,10 +2,12 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,8 +33,8 @@ type Config struct {
 	// answered 503 unavailable with Retry-After and closed (see
 	// listener.go). Zero means 20000; negative, no bound.
 	MaxConnections int
-	// ReadHeaderTimeout bounds reading a request's headers (no slowloris).
-	// Zero means 10s.
+	// ReadHeaderTimeout bounds reading a request's headers (no slowloris)
+	// and, with TLS, the TLS handshake before them. Zero means 10s.
 	ReadHeaderTimeout time.Duration
 	// BodyTimeout bounds reading a request body, from the end of its
 	// headers to its last byte, including a body the handler leaves for
@@ -93,6 +95,15 @@ type Config struct {
 	// and close frames are never held. Zero means 30ms; negative writes at
 	// once.
 	WriteDelay time.Duration
+	// NoWSCompression turns permessage-deflate off: WebSocket handshakes
+	// that offer it are answered without it. False (the zero value)
+	// negotiates it (ws_deflate.go).
+	NoWSCompression bool
+	// WSCompressionMin is the smallest publication (its JSON envelope, in
+	// bytes) sent compressed; smaller ones go plain, where the few bytes
+	// saved cost more CPU than they spare (docs/benchmarks.md,
+	// "Compression"). Zero means 256; negative compresses every size.
+	WSCompressionMin int
 	// SSERetry is the reconnect delay SSE clients are told. Zero means 1s.
 	SSERetry time.Duration
 
@@ -100,7 +111,14 @@ type Config struct {
 	// an HS256 token signed with it (see Claims). Empty means open.
 	JWTSecret []byte
 
-	// Web serves / and /duplex.js. Nil serves 404 there.
+	// TLS, when set, makes Serve speak HTTPS and WSS on its listener, with
+	// HTTP/2 offered by ALPN (see tls.go); it needs a certificate
+	// (Certificates or GetCertificate: [KeyPair.GetCertificate] reloads
+	// one). Nil serves plain HTTP.
+	TLS *tls.Config
+
+	// Web serves / and top-level files (/duplex.js, /duplex.d.ts, …; see
+	// webPath). Nil serves 404 there.
 	Web http.Handler
 
 	// Collectors are registered on /metrics beside the hub's series: the
@@ -137,6 +155,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxHeaderBytes <= 0 {
 		c.MaxHeaderBytes = 64 << 10
+	}
+	if c.WSCompressionMin == 0 {
+		c.WSCompressionMin = 256
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
@@ -191,6 +212,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg = cfg.withDefaults()
 	s := &Server{cfg: cfg, hub: cfg.Hub, log: cfg.Logger, mux: http.NewServeMux()}
+	s.ws.compress = s.ws.deflate
 	s.routes()
 	s.http = &http.Server{
 		Handler:           s,
@@ -233,10 +255,11 @@ func methodNotAllowed(allow string) http.HandlerFunc {
 	}
 }
 
-// handleRoot serves the web client at / and /duplex.js, and JSON 404s
-// everywhere else.
+// handleRoot serves the web client at / and at top-level file names
+// (/duplex.js, /duplex.d.ts, /duplex-worker.js, the demo page's files:
+// Web decides which exist), and JSON 404s everywhere else.
 func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.Web != nil && (r.URL.Path == "/" || r.URL.Path == "/duplex.js" || r.URL.Path == "/favicon.ico") {
+	if s.cfg.Web != nil && webPath(r.URL.Path) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			methodNotAllowed("GET, HEAD")(w, r)
 			return
@@ -245,6 +268,13 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeError(w, msg.Errorf(msg.CodeNotFound, "no such endpoint: %s", r.URL.Path))
+}
+
+// webPath reports whether p is one Config.Web may serve: / or a file name
+// at the top level (a dot in it, no further slash), so the web package can
+// add a file without the server knowing its name.
+func webPath(p string) bool {
+	return p == "/" || (strings.LastIndexByte(p, '/') == 0 && strings.Contains(p, "."))
 }
 
 // ServeHTTP implements http.Handler.
@@ -269,7 +299,14 @@ func (s *Server) Handler() http.Handler { return s }
 // Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	if s.cfg.MaxConnections > 0 {
-		ln = newCapListener(ln, s.cfg.MaxConnections)
+		cl := newCapListener(ln, s.cfg.MaxConnections)
+		if s.cfg.TLS != nil {
+			cl.tls = refusalTLS(s.cfg.TLS)
+		}
+		ln = cl
+	}
+	if s.cfg.TLS != nil {
+		return s.serveTLS(ln)
 	}
 	return s.http.Serve(ln)
 }

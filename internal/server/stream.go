@@ -56,19 +56,23 @@ var errClientGone = errors.New("client went away")
 // Where the ResponseWriter cannot be hijacked (HTTP/2, tests' recorders),
 // the handler streams through the ResponseWriter instead.
 func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, req subRequest, contentType string, f framer) {
-	end, ok := s.beginStream()
-	if !ok {
-		writeError(w, msg.Errorf(msg.CodeUnavailable, "hub is shutting down"))
-		return
-	}
-	sess, cur, err := s.openSession(r.Context(), req)
+	ts, err := s.beginSession()
 	if err != nil {
-		end()
 		writeError(w, err)
 		return
 	}
-	stopExpiry := expireWith(r.Context(), sess)
+	var cur msg.Cursor
+	if err := ts.open(r.Context(), func() (sess *hub.Session, err error) {
+		sess, cur, err = s.openSession(r.Context(), req)
+		return sess, err
+	}); err != nil {
+		ts.close()
+		writeError(w, err)
+		return
+	}
+	sess := ts.sess
 	streamHeaders(w.Header(), contentType)
+	dropConnectionClose(w, r)
 	c := &streamConn{
 		timeout: s.cfg.WriteTimeout,
 		delay:   max(s.cfg.WriteDelay, 0),
@@ -83,18 +87,14 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, req subRequ
 		hs := &hijackedStream{conn: conn, chunked: r.ProtoAtLeast(1, 1)}
 		hs.head = appendHead(nil, w.Header(), hs.chunked)
 		c.sink = hs
-		go hs.serve(c, sess, s.cfg.Heartbeat, func() { stopExpiry(); end() })
+		go hs.serve(c, ts, s.cfg.Heartbeat)
 		return
 	case !errors.Is(err, http.ErrNotSupported):
 		s.log.Warn("stream: hijack failed", "path", r.URL.Path, "err", err)
-		stopExpiry()
-		sess.Release()
-		end()
+		ts.close()
 		return
 	}
-	defer end()
-	defer sess.Release()
-	defer stopExpiry()
+	defer ts.close()
 	w.WriteHeader(http.StatusOK)
 	c.sink = &responseSink{w: w, rc: rc, timeout: s.cfg.WriteTimeout}
 	err = c.run(r.Context().Done(), sess, s.cfg.Heartbeat)
@@ -264,16 +264,17 @@ type hijackedStream struct {
 
 // serve is the stream's goroutine: it runs the writer loop, ends the
 // response, and releases the session, the connection and the server's
-// hold (end). A second goroutine, watch, only reads, to notice the client
+// hold (ts.finish). A second goroutine, watch, only reads, to notice the client
 // closing its side.
-func (h *hijackedStream) serve(c *streamConn, sess *hub.Session, heartbeat time.Duration, end func()) {
-	defer end()
+func (h *hijackedStream) serve(c *streamConn, ts *transportSession, heartbeat time.Duration) {
+	defer ts.finish()
+	sess := ts.sess
 	h.timeout = c.timeout
 	gone := make(chan struct{})
 	watched := make(chan struct{})
 	go h.watch(gone, watched)
 	err := c.run(gone, sess, heartbeat)
-	sess.Release()
+	ts.release()
 	if h.chunked && msg.CloseCodeOf(err) != 0 {
 		// The hub ended the stream (shutdown, slow reader): end the body
 		// properly, so the client sees a complete response and resumes.

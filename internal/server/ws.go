@@ -3,10 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"io"
-	"net"
-	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,13 +29,40 @@ import (
 // /v1/echo with Upgrade runs the same machinery with no channels: the
 // reader queues each message back through the session, so echo has the
 // same limits, the same UTF-8 rule and the same shutdown as /v1/ws.
-
-// wsSubprotocol is negotiated when the client offers it.
-const wsSubprotocol = "duplex.v1"
-
-// wsFrameSlack is the room a frame may take beyond --max-message: the
-// command around a publish's data.
-const wsFrameSlack = 4096
+//
+// One concern a file:
+//
+//	ws_accept.go     upgrade checks, the connection cap, the handshake
+//	ws.go            connection state: wsConn, wsState, start, the hand-off
+//	                 to the writers (notify, schedule), finish and close
+//	ws_read.go       the read path: readLoop, messages, UTF-8, read errors
+//	ws_command.go    the /v1/ws commands and the publish rate limit
+//	ws_write.go      the writers: data frames, pings, coalescing
+//	ws_pinger.go     the ping sweep and the silent-peer drop
+//	ws_conn.go       the socket under the library (wsNetConn): ordered
+//	                 writes, would-block reads
+//	ws_closescan.go  the client close-frame scanner
+//	ws_poll_linux.go the epoll loop that wakes parked readers
+//	ws_deflate.go    permessage-deflate (RFC 7692)
+//
+// The lock order is in the package doc (doc.go). What the code assumes
+// of github.com/coder/websocket is pinned by ws_library_test.go.
+//
+// Per-connection flags (wsConn, and wsNetConn as nc), who sets and clears
+// them:
+//
+//	flag          set by                         cleared by                 while set
+//	writing       notify, sweep (CAS from false) the drain that empties     on a writer list or draining;
+//	                                             the session (ws_write.go)  stays set once closed
+//	pingDue       sweep                          the drain writing the ping the next drain pings first
+//	reading       start, the poller (CAS)        readLoop parking           a reader goroutine runs
+//	alive         start, any frame, a pong       each sweep (Swap)          the peer showed itself
+//	dropped       readError (EOF, net), sweep,   never                      TCP is gone: no close frame
+//	              a write timeout
+//	nc.polled     start (wsState.add)            never                      reads may park (errWouldBlock)
+//	nc.blocking   finish                         never                      the close handshake reads block
+//	nc.closeSent  the library's close frame      never                      no data frame may follow
+//	              (wsNetConn.Write)
 
 // wsCloseWait bounds the close handshake (the peer's close frame after
 // ours); wsProtocolErrorWait is that after a protocol error.
@@ -48,14 +71,15 @@ const (
 	wsProtocolErrorWait = time.Second
 )
 
-// wsHistoryBytes bounds one history reply; a page stops early (and says so
-// with next) rather than exceed it. At least one message is always sent.
-const wsHistoryBytes = 1 << 20
-
 // wsState is a server's WebSocket bookkeeping: the connection count (for
 // the cap), and the live connections with the goroutine that pings them.
 type wsState struct {
 	conns atomic.Int64
+	// compressions counts messages compressed (publications, once each,
+	// and echoes); compress is deflate as a func value made once, for
+	// hub.Publication.Compressed.
+	compressions atomic.Uint64
+	compress     func([]byte) []byte
 
 	mu      sync.Mutex // guards live, stop, poller, writers, slot
 	live    map[*wsConn]struct{}
@@ -65,93 +89,10 @@ type wsState struct {
 	slot    int           // the ping slot of the next connection
 }
 
-// wsPingSlots spreads pings over the interval: the sweeper wakes this many
-// times per interval and pings one slot's connections each time, so their
-// pongs (and the readers they wake) do not all arrive at once.
-const wsPingSlots = 10
-
-func (s *Server) maxWebSockets() int {
-	switch n := s.cfg.MaxWebSockets; {
-	case n > 0:
-		return n
-	case n < 0:
-		return 0
-	}
-	if s.cfg.MaxConnections > 0 {
-		return s.cfg.MaxConnections * 9 / 10
-	}
-	return 0
-}
-
-// handleWS serves GET /v1/ws.
-func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
-	s.serveWS(w, r, false)
-}
-
-// handleEchoWS serves GET /v1/echo with Upgrade: websocket.
-func (s *Server) handleEchoWS(w http.ResponseWriter, r *http.Request) {
-	s.serveWS(w, r, true)
-}
-
-func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, echo bool) {
-	if !isWebSocketUpgrade(r) {
-		w.Header().Set("Upgrade", "websocket")
-		writeError(w, msg.Errorf(msg.CodeBadRequest, "%s needs a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)", r.URL.Path))
-		return
-	}
-	if origin := r.Header.Get("Origin"); !s.originAllowed(r, origin) {
-		writeError(w, msg.Errorf(msg.CodeForbidden, "origin %q may not open WebSockets here (see --allowed-origins)", truncate(origin)))
-		return
-	}
-	end, ok := s.beginStream()
-	if !ok {
-		writeError(w, msg.Errorf(msg.CodeUnavailable, "shutting down"))
-		return
-	}
-	n := s.ws.conns.Add(1)
-	done := func() { s.ws.conns.Add(-1); end() }
-	if max := s.maxWebSockets(); max > 0 && n > int64(max) {
-		done()
-		w.Header().Set("Retry-After", "5")
-		writeError(w, msg.Errorf(msg.CodeUnavailable, "too many WebSocket connections (at most %d)", max))
-		return
-	}
-	sess, err := s.hub.NewSession()
-	if err != nil {
-		done()
-		writeError(w, err)
-		return
-	}
-
-	// The connection's context carries the token's claims, and nothing
-	// of the request, which the connection outlives.
-	ctx := context.WithValue(context.Background(), claimsKey{}, r.Context().Value(claimsKey{}))
-	wc := &wsConn{s: s, sess: sess, echo: echo, ctx: ctx, laterAt: -1, client: newClientID()}
-	hj := &wsHijacker{ResponseWriter: w}
-	c, err := websocket.Accept(hj, r, &websocket.AcceptOptions{
-		Subprotocols:       []string{wsSubprotocol},
-		InsecureSkipVerify: true, // originAllowed decided above
-		OnPongReceived:     func(context.Context, []byte) { wc.alive.Store(true) },
-	})
-	if err != nil {
-		sess.Release()
-		done()
-		s.log.Debug("websocket accept failed", "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
-		return // Accept answered the request
-	}
-	wc.c, wc.nc = c, hj.nc
-	wc.limit = int64(s.hub.Config().MaxMessage + wsFrameSlack)
-	c.SetReadLimit(wc.limit)
-	if rate := s.cfg.PublishRate; rate > 0 {
-		wc.bucket = tokenBucket{rate: rate, burst: max(rate, 1), tokens: max(rate, 1), last: time.Now()}
-	}
-	wc.done = done
-	wc.stopExpiry = expireWith(r.Context(), sess)
-	// The handler returns, so net/http lets go of the request, its
-	// buffers and its goroutine (with the stack it grew); the connection
-	// lives on in the goroutines it starts when it has work, and ends
-	// (finish) with done, which Shutdown waits for (beginStream).
-	wc.start()
+// deflate compresses one message, counting it.
+func (st *wsState) deflate(p []byte) []byte {
+	st.compressions.Add(1)
+	return deflateMessage(p)
 }
 
 // wsConn is one WebSocket connection.
@@ -163,9 +104,12 @@ type wsConn struct {
 	nc    *wsNetConn
 	echo  bool
 	limit int64
+	// deflate is what the handshake agreed (ws_deflate.go); compressMin
+	// the smallest message sent compressed.
+	deflate     wsDeflate
+	compressMin int
 
-	done       func()      // ends the beginStream registration; called by finish
-	stopExpiry func() bool // stops the token's expiry watch; called by finish
+	ts *transportSession // the session's open/close sequence; closed by finish
 
 	w     *wsWriters    // the server's writers, while the connection is live
 	wrote atomic.Uint64 // the writers' period of the last write (see wsWriters)
@@ -224,20 +168,6 @@ func (wc *wsConn) start() {
 	go wc.readLoop()
 	wc.sess.SetNotify(wc.notify)
 	wc.notify() // for anything queued before the hook was set
-}
-
-// readLoop reads until the connection ends (and closes the session with
-// the code to end it with) or, when polled, until the socket would block
-// between messages (and parks: the poller starts the next reader).
-func (wc *wsConn) readLoop() {
-	defer wc.readers.Done()
-	code, reason, park := wc.read()
-	if park {
-		wc.reading.Store(false) // before rearm, or a wake-up could be lost
-		wc.s.ws.rearm(wc)
-		return
-	}
-	wc.sess.Close(code, reason)
 }
 
 // expedite writes what the connection holds without a coalescing delay:
@@ -358,57 +288,6 @@ func (st *wsState) remove(wc *wsConn) {
 	}
 }
 
-// sweep pings every connection once per PingInterval, a slot of them at a
-// time, and drops those silent since their slot's previous turn twice. One
-// goroutine per server, not a ticker per connection; the pings are written
-// by the writers.
-func (st *wsState) sweep(s *Server, stop <-chan struct{}, end func()) {
-	defer end()
-	tick := time.NewTicker(s.cfg.PingInterval / wsPingSlots)
-	defer tick.Stop()
-	var conns []*wsConn
-	for turn := 0; ; turn = (turn + 1) % wsPingSlots {
-		select {
-		case <-stop:
-			return
-		case <-tick.C:
-		}
-		st.mu.Lock()
-		select {
-		case <-stop: // stopped while the tick fired; a new sweeper may run
-			st.mu.Unlock()
-			return
-		default:
-		}
-		conns = conns[:0]
-		for wc := range st.live {
-			if wc.slot == turn {
-				conns = append(conns, wc)
-			}
-		}
-		st.mu.Unlock()
-		for _, wc := range conns {
-			if wc.alive.Swap(false) {
-				wc.silent = 0
-			} else if wc.silent++; wc.silent >= 2 {
-				// Silent for two intervals: not listening, so no close
-				// frame; the client sees the connection drop.
-				s.log.Debug("websocket peer silent for two ping intervals: dropped")
-				wc.dropped.Store(true)
-				wc.sess.Close(msg.CloseGoingAway, "peer silent for two ping intervals")
-				wc.c.CloseNow()
-				continue
-			}
-			// The pong sets alive.
-			wc.pingDue.Store(true)
-			if wc.writing.CompareAndSwap(false, true) {
-				wc.schedule()
-			}
-		}
-		clear(conns)
-	}
-}
-
 // finish ends the connection: no more readers, the close frame for err
 // (a *msg.CloseError; nil: just drop it), the readers gone, the session
 // released.
@@ -432,267 +311,7 @@ func (wc *wsConn) finish(err error) {
 	}
 	wc.readers.Wait()
 	wc.s.ws.remove(wc)
-	wc.stopExpiry()
-	wc.sess.Release()
-	wc.done()
-}
-
-// read reads and serves messages until the connection ends, and returns
-// the close code it should end with; or until a polled socket would block
-// between messages (park).
-func (wc *wsConn) read() (code msg.CloseCode, reason string, park bool) {
-	ctx := context.Background() // the conn's life bounds reads, not a ctx
-	for {
-		typ, rd, err := wc.c.Reader(ctx)
-		if errors.Is(err, errWouldBlock) {
-			return 0, "", true
-		}
-		if err != nil {
-			code, reason := wc.readError(err)
-			return code, reason, false
-		}
-		wc.alive.Store(true)
-		if typ == websocket.MessageBinary && !wc.echo {
-			return msg.CloseUnsupported, "binary frames are not part of the protocol: send JSON text", false
-		}
-		// A buffer per message, from a pool: an idle connection holds none.
-		buf := wsReadPool.Get().(*[]byte)
-		b, code, reason := wc.readMessage(rd, typ == websocket.MessageText, (*buf)[:0])
-		*buf = b[:0]
-		code, reason = wc.handle(typ, b, code, reason)
-		if cap(*buf) <= wsMaxCork {
-			wsReadPool.Put(buf)
-		}
-		if code != 0 {
-			return code, reason, false
-		}
-	}
-}
-
-var wsReadPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
-
-// handle serves one message read into b (valid until it returns), unless
-// reading it failed with code.
-func (wc *wsConn) handle(typ websocket.MessageType, b []byte, code msg.CloseCode, reason string) (msg.CloseCode, string) {
-	{
-		if code != 0 {
-			return code, reason
-		}
-		if wc.echo {
-			out := make([]byte, 1+len(b))
-			out[0] = byte(typ)
-			copy(out[1:], b)
-			wc.repliesIn.Add(1)
-			if wc.sess.Send(out) != nil {
-				return msg.CloseNormal, "" // closed already; its code stands
-			}
-			wc.expedite()
-			return 0, ""
-		}
-		code, reason := wc.serve(b)
-		wc.expedite()
-		return code, reason
-	}
-}
-
-// readMessage reads one message into buf, checking text as it arrives so
-// invalid UTF-8 is refused at the frame that brings it.
-func (wc *wsConn) readMessage(rd io.Reader, text bool, buf []byte) ([]byte, msg.CloseCode, string) {
-	checked := 0
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := rd.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if text && n > 0 {
-			k, ok := validUTF8Prefix(buf[checked:])
-			if !ok {
-				return buf, msg.CloseInvalidPayload, "text frame is not valid UTF-8"
-			}
-			checked += k
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			code, reason := wc.readError(err)
-			return buf, code, reason
-		}
-	}
-	if text && checked != len(buf) {
-		return buf, msg.CloseInvalidPayload, "text message ends inside a UTF-8 sequence"
-	}
-	return buf, 0, ""
-}
-
-// validUTF8Prefix checks b, allowing it to end inside a sequence that later
-// bytes may complete, and returns how many bytes it validated.
-func validUTF8Prefix(b []byte) (int, bool) {
-	end := len(b)
-	for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax+1; i-- {
-		if utf8.RuneStart(b[i]) {
-			if !utf8.FullRune(b[i:]) {
-				end = i
-			}
-			break
-		}
-	}
-	if !utf8.Valid(b[:end]) {
-		return 0, false
-	}
-	return end, true
-}
-
-// readError maps a read failure to how the connection ends.
-func (wc *wsConn) readError(err error) (msg.CloseCode, string) {
-	switch {
-	case websocket.CloseStatus(err) != -1:
-		// The peer closed; the library answered.
-		return msg.CloseNormal, ""
-	case errors.Is(err, errBadCloseReason):
-		return msg.CloseInvalidPayload, "close reason is not valid UTF-8"
-	case errors.Is(err, websocket.ErrMessageTooBig):
-		return msg.CloseTooBig, "frame larger than " + strconv.FormatInt(wc.limit, 10) + " bytes"
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), isNetError(err):
-		wc.dropped.Store(true)
-		return msg.CloseNormal, ""
-	}
-	// A protocol violation (the library has sent 1002 for most; for an
-	// unmasked frame it has not).
-	return msg.CloseProtocol, "protocol error"
-}
-
-func isNetError(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne)
-}
-
-// serve runs one command. It returns a close code only when the
-// connection must end.
-func (wc *wsConn) serve(b []byte) (msg.CloseCode, string) {
-	cmd, err := parseWSCommand(b)
-	if errors.Is(err, errNotObject) {
-		return msg.CloseUnsupported, "text frame is not a JSON object"
-	}
-	var reply []byte
-	if err == nil {
-		reply, err = wc.run1(wc.ctx, cmd)
-	}
-	if err != nil {
-		reply = wsError(cmd.ID, err)
-	}
-	if reply != nil {
-		wc.repliesIn.Add(1)
-	}
-	if reply != nil && wc.sess.Send(reply) != nil {
-		// The session closed (its first code stands): stop reading.
-		return msg.CloseNormal, ""
-	}
-	return 0, ""
-}
-
-// run1 serves a decoded command and returns its reply (nil when the reply
-// was queued already) or an error for the error reply.
-func (wc *wsConn) run1(ctx context.Context, cmd wsCommand) ([]byte, error) {
-	h := wc.s.hub
-	switch cmd.Type {
-	case wsPing:
-		return wsPong(cmd.ID), nil
-	case wsSubscribe:
-		if err := wc.s.authorize(ctx, ActionSubscribe, cmd.Channel); err != nil && msg.ValidChannel(cmd.Channel) {
-			return nil, err
-		}
-		opts := hub.SubscribeOptions{Ack: func(r hub.SubscribeResult) []byte {
-			wc.repliesIn.Add(1) // queued next, ahead of the replay
-			return wsPosition(cmd.ID, r.Channel, r.Epoch, r.Offset, 0, false)
-		}}
-		if err := wc.presenceOptions(ctx, &opts, cmd); err != nil {
-			return nil, err
-		}
-		if cmd.Offset != nil {
-			pos := msg.Position{Offset: *cmd.Offset}
-			if cmd.Epoch != nil {
-				pos.Epoch = *cmd.Epoch
-			}
-			opts.From = &pos
-		}
-		_, err := wc.sess.Subscribe(ctx, cmd.Channel, opts)
-		return nil, err
-	case wsUnsubscribe:
-		if !msg.ValidChannel(cmd.Channel) {
-			return nil, invalidChannel(cmd.Channel)
-		}
-		if err := wc.sess.Unsubscribe(ctx, cmd.Channel); err != nil {
-			return nil, err
-		}
-		return wsOK(cmd.ID), nil
-	case wsPublish:
-		if !msg.ValidChannel(cmd.Channel) {
-			return nil, invalidChannel(cmd.Channel)
-		}
-		if err := wc.s.authorize(ctx, ActionPublish, cmd.Channel); err != nil {
-			return nil, err
-		}
-		if !wc.bucket.allow(time.Now()) {
-			return nil, msg.Errorf(msg.CodeRateLimited, "more than %g publishes per second on this connection", wc.bucket.rate)
-		}
-		p, err := h.Publish(ctx, cmd.Channel, cmd.Data)
-		if err != nil {
-			return nil, err
-		}
-		return wsPosition(cmd.ID, p.Channel, p.Epoch, p.Offset, p.Time, true), nil
-	case wsHistory:
-		return wc.history(ctx, cmd)
-	case wsPresence, wsPresenceStats:
-		return wc.presence(ctx, cmd)
-	}
-	return nil, msg.Errorf(msg.CodeBadRequest, "unknown type %q", truncate(cmd.Type))
-}
-
-func (wc *wsConn) history(ctx context.Context, cmd wsCommand) ([]byte, error) {
-	var after uint64
-	if cmd.After != nil {
-		after = *cmd.After
-	}
-	limit := defaultHistoryLimit
-	if cmd.Limit != nil {
-		limit = *cmd.Limit
-	}
-	if !msg.ValidChannel(cmd.Channel) {
-		return nil, invalidChannel(cmd.Channel)
-	}
-	if err := wc.s.authorize(ctx, ActionSubscribe, cmd.Channel); err != nil {
-		return nil, err
-	}
-	st, pubs, err := wc.s.hub.History(ctx, cmd.Channel, after, limit)
-	if err != nil {
-		return nil, err
-	}
-	b := wsReplyStart(make([]byte, 0, 256), cmd.ID, "ok")
-	b = append(b, `,"channel":"`...)
-	b = append(b, cmd.Channel...)
-	b = append(b, `","epoch":"`...)
-	b = append(b, st.Epoch...)
-	b = append(b, `","messages":[`...)
-	next := after
-	for i, p := range pubs {
-		if i > 0 && len(b)+len(p.JSON) > wsHistoryBytes {
-			break
-		}
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, p.JSON...)
-		next = p.Offset
-	}
-	b = append(b, `],"next":`...)
-	b = strconv.AppendUint(b, next, 10)
-	b = append(b, `,"oldest":`...)
-	b = strconv.AppendUint(b, st.Oldest, 10)
-	b = append(b, `,"latest":`...)
-	b = strconv.AppendUint(b, st.Latest, 10)
-	return append(b, '}'), nil
+	wc.ts.close()
 }
 
 // close ends the connection for the session's close error.
@@ -722,23 +341,4 @@ func closeReason(reason string) string {
 		i--
 	}
 	return reason[:i]
-}
-
-// tokenBucket limits a rate with bursts; the zero value allows everything.
-type tokenBucket struct {
-	rate, burst, tokens float64
-	last                time.Time
-}
-
-func (b *tokenBucket) allow(now time.Time) bool {
-	if b.rate <= 0 {
-		return true
-	}
-	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
 }

@@ -1,17 +1,12 @@
 package server
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/binary"
 	"errors"
 	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unicode/utf8"
 )
 
 // wsNetConn is the hijacked TCP connection under a WebSocket, as the
@@ -74,111 +69,6 @@ func (c *wsNetConn) Read(p []byte) (int, error) {
 // wakes it when there is.
 var errWouldBlock = errors.New("websocket: would block")
 
-// errBadCloseReason fails a connection whose peer sent a close frame with a
-// reason that is not UTF-8 (RFC 6455 §8.1 and §5.5.1: answered with 1007).
-var errBadCloseReason = errors.New("close frame reason is not valid UTF-8")
-
-// closeScan follows the client's frames through the raw byte stream, ahead
-// of the WebSocket library, to catch one thing the library lets through: a
-// close frame whose reason is not valid UTF-8 (it would echo it back).
-// It reads frame headers and counts payload bytes; only close payloads
-// (at most 125 bytes) are kept. The reading goroutine owns it.
-type closeScan struct {
-	hdr     [14]byte
-	hlen    int    // header bytes collected
-	need    int    // header length, known once two bytes are in
-	remain  uint64 // payload bytes left in the current frame
-	inBody  bool
-	isClose bool
-	// midMessage is set between the frames of a fragmented data message.
-	midMessage bool
-	mask       [4]byte // zero for an unmasked frame (which the library refuses)
-	pos        int     // payload position, for unmasking
-	pay        []byte
-}
-
-// scan consumes p and reports false once a close frame with an invalid
-// reason is complete.
-func (s *closeScan) scan(p []byte) bool {
-	for len(p) > 0 {
-		if s.inBody {
-			n := len(p)
-			if uint64(n) > s.remain {
-				n = int(s.remain)
-			}
-			if s.isClose {
-				for _, b := range p[:n] {
-					b ^= s.mask[s.pos%4]
-					if len(s.pay) < 125 {
-						s.pay = append(s.pay, b)
-					}
-					s.pos++
-				}
-			}
-			p = p[n:]
-			s.remain -= uint64(n)
-			if s.remain == 0 {
-				s.inBody = false
-				if !s.closeOK() {
-					return false
-				}
-			}
-			continue
-		}
-		s.hdr[s.hlen] = p[0]
-		s.hlen++
-		p = p[1:]
-		if s.hlen == 2 {
-			s.need = 2
-			switch s.hdr[1] & 0x7f {
-			case 126:
-				s.need += 2
-			case 127:
-				s.need += 8
-			}
-			if s.hdr[1]&0x80 != 0 {
-				s.need += 4
-			}
-		}
-		if s.hlen < 2 || s.hlen < s.need {
-			continue
-		}
-		// A whole header.
-		var length uint64
-		switch l := s.hdr[1] & 0x7f; l {
-		case 126:
-			length = uint64(binary.BigEndian.Uint16(s.hdr[2:4]))
-		case 127:
-			length = binary.BigEndian.Uint64(s.hdr[2:10])
-		default:
-			length = uint64(l)
-		}
-		s.isClose = s.hdr[0]&0x0f == 0x8
-		if op := s.hdr[0] & 0x0f; op <= 0x2 {
-			s.midMessage = s.hdr[0]&0x80 == 0
-		}
-		s.hlen, s.pos, s.pay = 0, 0, s.pay[:0]
-		if length == 0 {
-			continue
-		}
-		s.mask = [4]byte{}
-		if s.hdr[1]&0x80 != 0 {
-			copy(s.mask[:], s.hdr[s.need-4:s.need])
-		}
-		s.inBody, s.remain = true, length
-	}
-	return true
-}
-
-// atBoundary reports whether the bytes scanned end between two messages.
-func (s *closeScan) atBoundary() bool {
-	return s.hlen == 0 && !s.inBody && !s.midMessage
-}
-
-func (s *closeScan) closeOK() bool {
-	return !s.isClose || len(s.pay) <= 2 || utf8.Valid(s.pay[2:])
-}
-
 func (c *wsNetConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -209,38 +99,3 @@ func (c *wsNetConn) writeFrames(b []byte, blocking bool, timeout time.Duration) 
 	c.Conn.SetWriteDeadline(time.Time{})
 	return n, err
 }
-
-// wsHijacker hands the WebSocket library a wsNetConn and small buffers
-// instead of net/http's 4 KiB ones: an idle connection should cost little,
-// and the library's frame reads and writes need no large buffer (payloads
-// bigger than the buffer bypass it).
-type wsHijacker struct {
-	http.ResponseWriter
-	nc *wsNetConn
-}
-
-// wsBufSize is the size of each connection's read and write buffer.
-const wsBufSize = 512
-
-func (h *wsHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
-	if err != nil {
-		return nil, nil, err
-	}
-	if brw.Writer.Buffered() > 0 {
-		if err := brw.Writer.Flush(); err != nil {
-			c.Close()
-			return nil, nil, err
-		}
-	}
-	h.nc = &wsNetConn{Conn: c}
-	// Bytes the client sent right after its handshake may sit in net/http's
-	// reader; the connection yields them first.
-	if n := brw.Reader.Buffered(); n > 0 {
-		b, _ := brw.Reader.Peek(n)
-		h.nc.pre = bytes.Clone(b)
-	}
-	return h.nc, bufio.NewReadWriter(bufio.NewReaderSize(h.nc, wsBufSize), bufio.NewWriterSize(h.nc, wsBufSize)), nil
-}
-
-func (h *wsHijacker) Unwrap() http.ResponseWriter { return h.ResponseWriter }

@@ -3,11 +3,11 @@
 package server
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
 	"os"
-	"reflect"
 	"sync"
 	"syscall"
 )
@@ -140,26 +140,29 @@ func (p *wsPoller) run(end func()) {
 	}
 }
 
-// socketOf finds the socket under c, looking through wrappers that embed
-// the net.Conn they wrap (capListener's connections do).
+// socketOf finds the socket under c, looking through wrappers that say
+// what they wrap with NetConn() net.Conn (the method crypto/tls.Conn has
+// for the same purpose; capListener's cappedConn has it). net.Conn has no
+// standard unwrapping, so a wrapper without that method hides its socket,
+// and its connections are read without epoll (by a blocking reader). A TLS
+// connection is never looked through: its bytes on the wire are not the
+// WebSocket's, and it may hold decrypted bytes the socket no longer shows
+// as readable, so its reader blocks in a goroutine as on other systems.
 func socketOf(c net.Conn) (syscall.Conn, bool) {
 	for range 4 {
+		if _, ok := c.(*tls.Conn); ok {
+			return nil, false
+		}
 		if sc, ok := c.(syscall.Conn); ok {
 			return sc, true
 		}
-		v := reflect.ValueOf(c)
-		if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		w, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
 			return nil, false
 		}
-		f := v.Elem().FieldByName("Conn")
-		if !f.IsValid() || !f.CanInterface() {
+		if c = w.NetConn(); c == nil {
 			return nil, false
 		}
-		inner, ok := f.Interface().(net.Conn)
-		if !ok || inner == nil {
-			return nil, false
-		}
-		c = inner
 	}
 	return nil, false
 }

@@ -12,7 +12,7 @@ import (
 // presenceOptions fills a WebSocket subscribe's presence part: the
 // connection is one client, a member of each presence channel it
 // subscribes, with the command's info; join_leave asks for the events.
-func (wc *wsConn) presenceOptions(ctx context.Context, opts *hub.SubscribeOptions, cmd wsCommand) error {
+func (wc *wsConn) presenceOptions(ctx context.Context, opts *hub.SubscribeOptions, cmd msg.Command) error {
 	var info json.RawMessage
 	if len(cmd.Info) > 0 {
 		var err error
@@ -28,17 +28,17 @@ func (wc *wsConn) presenceOptions(ctx context.Context, opts *hub.SubscribeOption
 // presence serves the presence and presence_stats commands: the reply is
 // {"id","type":"ok","channel","members":[...]} or
 // {"id","type":"ok","channel","clients","users"}.
-func (wc *wsConn) presence(ctx context.Context, cmd wsCommand) ([]byte, error) {
+func (wc *wsConn) presence(ctx context.Context, cmd msg.Command) ([]byte, error) {
 	if !msg.ValidChannel(cmd.Channel) {
 		return nil, invalidChannel(cmd.Channel)
 	}
 	if err := wc.s.authorize(ctx, ActionSubscribe, cmd.Channel); err != nil {
 		return nil, err
 	}
-	b := wsReplyStart(make([]byte, 0, 128), cmd.ID, "ok")
+	b := msg.AppendReplyStart(make([]byte, 0, 128), cmd.ID, msg.ReplyOK)
 	b = append(b, `,"channel":"`...)
 	b = append(b, cmd.Channel...)
-	if cmd.Type == wsPresenceStats {
+	if cmd.Type == msg.CmdPresenceStats {
 		st, err := wc.s.hub.PresenceStats(ctx, cmd.Channel)
 		if err != nil {
 			return nil, err

@@ -362,6 +362,12 @@ func (wc *wsConn) end(err error, blocking bool) {
 func (wc *wsConn) appendFrame(b []byte, it hub.Item) []byte {
 	switch {
 	case it.Pub != nil:
+		if wc.compresses(len(it.Pub.JSON)) {
+			// Once per publication, for every connection that takes it.
+			if z := it.Pub.Compressed(wc.s.ws.compress); z != nil {
+				return appendWSFrame(b, wsOpText|wsRSV1, z)
+			}
+		}
 		return appendWSFrame(b, wsOpText, it.Pub.JSON)
 	case it.Gap != nil:
 		return appendWSFrame(b, wsOpText, it.Gap.AppendJSON(nil))
@@ -376,6 +382,10 @@ func (wc *wsConn) appendFrame(b []byte, it hub.Item) []byte {
 // wsOpText is the text frame's opcode (RFC 6455 §5.2). Echo items carry
 // theirs: the library's MessageText and MessageBinary are the opcodes.
 const wsOpText = 0x1
+
+// wsRSV1 marks a compressed message's first frame (RFC 7692 §6); it sits
+// beside the opcode in a frame's first byte.
+const wsRSV1 = 0x40
 
 // appendWSFrame appends a final, unmasked (server-to-client) frame.
 func appendWSFrame(b []byte, op byte, p []byte) []byte {

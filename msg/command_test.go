@@ -1,18 +1,16 @@
-package server
+package msg
 
 import (
 	"encoding/json"
 	"errors"
 	"testing"
 	"unicode/utf8"
-
-	"github.com/duplexhq/duplex/msg"
 )
 
-// FuzzWSCommand: any valid-UTF-8 text frame either ends the connection
+// FuzzParseCommand: any valid-UTF-8 text frame either ends the connection
 // (not a JSON object) or yields a command whose replies are valid JSON
 // objects echoing a valid id.
-func FuzzWSCommand(f *testing.F) {
+func FuzzParseCommand(f *testing.F) {
 	for _, s := range []string{
 		`{"id":1,"type":"subscribe","channel":"chat","epoch":"k3v9x2","offset":42}`,
 		`{"id":2,"type":"unsubscribe","channel":"chat"}`,
@@ -29,27 +27,27 @@ func FuzzWSCommand(f *testing.F) {
 		if !utf8.Valid(b) {
 			return // the reader closes with 1007 before decoding
 		}
-		cmd, err := parseWSCommand(b)
-		if errors.Is(err, errNotObject) {
+		cmd, err := ParseCommand(b)
+		if errors.Is(err, ErrNotObject) {
 			return
 		}
-		if len(cmd.ID) > 0 && !validWSID(cmd.ID) {
+		if len(cmd.ID) > 0 && !ValidCommandID(cmd.ID) {
 			t.Fatalf("invalid id %q kept", cmd.ID)
 		}
 		var replies [][]byte
 		if err != nil {
-			var me *msg.Error
+			var me *Error
 			if !errors.As(err, &me) {
-				t.Fatalf("error %v is not a *msg.Error", err)
+				t.Fatalf("error %v is not a *Error", err)
 			}
-			replies = append(replies, wsError(cmd.ID, err))
+			replies = append(replies, ErrorReply(cmd.ID, err))
 		} else {
-			if !validWSID(cmd.ID) {
+			if !ValidCommandID(cmd.ID) {
 				t.Fatalf("accepted a command without a valid id: %q", b)
 			}
-			replies = append(replies, wsPong(cmd.ID), wsOK(cmd.ID), wsError(cmd.ID, msg.Errorf(msg.CodeBadRequest, "x %q", b)))
-			if msg.ValidChannel(cmd.Channel) {
-				replies = append(replies, wsPosition(cmd.ID, cmd.Channel, "e", 1, 2, true))
+			replies = append(replies, PongReply(cmd.ID), OKReply(cmd.ID), ErrorReply(cmd.ID, Errorf(CodeBadRequest, "x %q", b)))
+			if ValidChannel(cmd.Channel) {
+				replies = append(replies, PositionReply(cmd.ID, cmd.Channel, "e", 1, 2, true))
 			}
 		}
 		for _, r := range replies {
@@ -62,26 +60,4 @@ func FuzzWSCommand(f *testing.F) {
 			}
 		}
 	})
-}
-
-func TestValidUTF8Prefix(t *testing.T) {
-	for _, tc := range []struct {
-		in string
-		n  int
-		ok bool
-	}{
-		{"abc", 3, true},
-		{"a\xe2\x82", 1, true},     // incomplete € waits for more
-		{"a\xe2\x82\xac", 4, true}, // complete
-		{"a\xff", 0, false},
-		{"\xed\xa0", 0, false}, // a surrogate can never complete
-		{"\xf4\x90", 0, false}, // above U+10FFFF
-		{"\x80", 0, false},
-		{"", 0, true},
-	} {
-		n, ok := validUTF8Prefix([]byte(tc.in))
-		if n != tc.n || ok != tc.ok {
-			t.Errorf("validUTF8Prefix(%q) = %d, %v; want %d, %v", tc.in, n, ok, tc.n, tc.ok)
-		}
-	}
 }
