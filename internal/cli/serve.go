@@ -43,7 +43,8 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 		maxQueuedBytes = fs.Int64("max-queued-bytes", hub.DefaultMaxQueuedBytes, "outbound bytes held for all connections together; past it the largest backlogs are cut as slow consumers (negative: no bound)")
 		maxConns       = fs.Int("max-connections", 20000, "connections served at once; one more is answered 503 with Retry-After and closed")
 		maxWebSockets  = fs.Int("max-websockets", 0, "WebSocket connections open at once; further upgrades get 503 (0: 90% of --max-connections)")
-		writeDelay     = fs.Duration("write-delay", 30*time.Millisecond, "coalesce writes to a WebSocket, SSE or NDJSON connection that receives faster than one write per this period, holding its messages up to this long (0: write at once)")
+		writeDelay     = fs.Duration("write-delay", 30*time.Millisecond, "the longest a message to a WebSocket, SSE or NDJSON connection is held for batching while the hub is over --write-budget (0: never hold)")
+		writeBudget    = fs.Float64("write-budget", 50000, "hub-wide writes per second to WebSocket, SSE and NDJSON connections past which each connection is written about once per window of up to --write-delay (0: no budget, never hold)")
 		wsCompression  = fs.Bool("ws-compression", true, "negotiate permessage-deflate on WebSockets; each publication is compressed once for all its subscribers")
 		wsCompressMin  = fs.Int("ws-compression-min", 256, "smallest publication, in bytes of its JSON envelope, sent compressed (0: every size)")
 		sseRetry       = fs.Duration("sse-retry", time.Second, "reconnect delay told to SSE clients (retry:)")
@@ -122,6 +123,7 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 		PollMaxTimeout: *pollMax, PublishRate: *publishRate, Web: web.Handler(),
 		JWTSecret:     []byte(*jwtSecret),
 		MaxWebSockets: *maxWebSockets, SSERetry: *sseRetry, WriteDelay: delayOrOff(*writeDelay),
+		WriteBudget:     budgetOrOff(*writeBudget),
 		NoWSCompression: !*wsCompression, WSCompressionMin: minOrAll(*wsCompressMin),
 		Collectors: engineCollectors(engine), TLS: tlsConf,
 	})
@@ -177,6 +179,15 @@ func minOrAll(n int) int {
 		return -1
 	}
 	return n
+}
+
+// budgetOrOff maps --write-budget (0: no budget) to server.Config's (0: the
+// default; negative: none).
+func budgetOrOff(b float64) float64 {
+	if b <= 0 {
+		return -1
+	}
+	return b
 }
 
 // delayOrOff maps --write-delay (0: off) to server.Config's (0: the

@@ -86,15 +86,20 @@ type Config struct {
 	// MaxConnections, so WebSockets never take every connection slot from
 	// request/response traffic; negative, no bound.
 	MaxWebSockets int
-	// WriteDelay coalesces writes on WebSocket, SSE and NDJSON
-	// connections: one that has been written to within the last
-	// WriteDelay (WebSocket: in the current period of that length) waits
-	// until it has passed, so what arrives meanwhile shares one write.
-	// Messages are held at most this long, and only on connections
-	// receiving more than one write's worth per period; WebSocket replies
-	// and close frames are never held. Zero means 30ms; negative writes at
-	// once.
+	// WriteDelay is the longest the hub holds a message on a WebSocket,
+	// SSE or NDJSON connection for batching (write_budget.go): the longest
+	// window of the write budget. Messages are held only while the hub is
+	// over WriteBudget, and only on connections already written to in the
+	// current window; WebSocket replies and close frames are never held.
+	// Zero means 30ms; negative holds nothing.
 	WriteDelay time.Duration
+	// WriteBudget is the hub-wide rate of writes (writes per second, over
+	// every WebSocket, SSE and NDJSON connection) past which the hub
+	// batches: each connection is then written about once per window of
+	// up to WriteDelay, and what arrives meanwhile shares that write.
+	// Below it every message is written as soon as its socket takes it.
+	// Zero means 50000; negative, no budget (nothing is held).
+	WriteBudget float64
 	// NoWSCompression turns permessage-deflate off: WebSocket handshakes
 	// that offer it are answered without it. False (the zero value)
 	// negotiates it (ws_deflate.go).
@@ -168,6 +173,9 @@ func (c Config) withDefaults() Config {
 	if c.WriteDelay == 0 {
 		c.WriteDelay = 30 * time.Millisecond
 	}
+	if c.WriteBudget == 0 {
+		c.WriteBudget = 50000
+	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = 25 * time.Second
 	}
@@ -203,6 +211,10 @@ type Server struct {
 	// so Shutdown can wait for them after the hub closed their sessions.
 	streams sync.WaitGroup
 	ws      wsState // WebSocket connection count; see ws.go
+	// budget paces writes to WebSocket, SSE and NDJSON connections
+	// (write_budget.go); nil when Config.WriteDelay or WriteBudget is
+	// negative.
+	budget *writeBudget
 }
 
 // New returns a Server for cfg.
@@ -212,6 +224,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg = cfg.withDefaults()
 	s := &Server{cfg: cfg, hub: cfg.Hub, log: cfg.Logger, mux: http.NewServeMux()}
+	s.budget = newWriteBudget(cfg.WriteBudget, cfg.WriteDelay)
 	s.ws.compress = s.ws.deflate
 	s.routes()
 	s.http = &http.Server{

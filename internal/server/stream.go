@@ -75,7 +75,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, req subRequ
 	dropConnectionClose(w, r)
 	c := &streamConn{
 		timeout: s.cfg.WriteTimeout,
-		delay:   max(s.cfg.WriteDelay, 0),
+		budget:  s.budget,
 		names:   slices.Sorted(maps.Keys(cur)),
 		cur:     cur,
 		f:       f,
@@ -113,7 +113,7 @@ type sink interface {
 type streamConn struct {
 	sink    sink
 	timeout time.Duration
-	delay   time.Duration // Config.WriteDelay; 0: none
+	budget  *writeBudget // the server's; nil: nothing held
 	names   []string
 	cur     msg.Cursor
 	f       framer
@@ -135,8 +135,8 @@ func (c *streamConn) run(gone <-chan struct{}, sess *hub.Session, heartbeat time
 	if err := c.write(c.f.start(c.buf[:0], c.cur, c.names)); err != nil {
 		return err
 	}
-	var hold *time.Timer // for coalescing; made when first needed
-	var last time.Time   // of the last write of messages
+	var hold *time.Timer // for batching; made when first needed
+	var window uint64    // the budget's window of the last write of messages
 	defer func() {
 		if hold != nil {
 			hold.Stop()
@@ -147,11 +147,11 @@ func (c *streamConn) run(gone <-chan struct{}, sess *hub.Session, heartbeat time
 	for {
 		select {
 		case <-sess.Ready():
-			// Coalescing (Config.WriteDelay): a stream written to less
-			// than the delay ago waits for the rest of it, so what comes
-			// meanwhile shares the next write. A closing session or a
-			// client gone does not wait.
-			if wait := c.delay - time.Since(last); c.delay > 0 && wait > 0 {
+			// Batching (write_budget.go): while the hub is over its
+			// write budget, a stream written to in the current window
+			// waits for its end, so what comes meanwhile shares the next
+			// write. A closing session or a client gone does not wait.
+			if wait := c.budget.hold(window); wait > 0 {
 				if hold == nil {
 					hold = time.NewTimer(wait)
 				} else {
@@ -194,9 +194,7 @@ func (c *streamConn) run(gone <-chan struct{}, sess *hub.Session, heartbeat time
 				return err
 			}
 			sess.Written()
-			if c.delay > 0 {
-				last = time.Now()
-			}
+			window = c.budget.wrote()
 			timer.Reset(heartbeat)
 		case <-timer.C:
 			if err := c.write(c.f.heartbeat(c.buf[:0], c.cur, c.names)); err != nil {

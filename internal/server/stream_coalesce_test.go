@@ -11,15 +11,17 @@ import (
 	"github.com/duplexhq/duplex/internal/server"
 )
 
-// Write coalescing on NDJSON (and SSE, same writer): a stream written to
-// within the delay holds what comes next until the delay has passed; a
-// closing session does not wait. With a delay of an hour, the second
-// message stays held, and shutdown still ends the stream at once.
+// Write batching on NDJSON (and SSE, same writer): over the write budget,
+// a stream written to in the current window holds what comes next until
+// the window ends; a closing session does not wait. With a budget that
+// pays for no write and a window of an hour, the first message goes out at
+// once, the second stays held, and shutdown still ends the stream at once;
+// with no budget (-1) nothing is held.
 func TestStreamWriteCoalescing(t *testing.T) {
 	for _, delay := range []time.Duration{-1, time.Hour} {
 		t.Run(delay.String(), func(t *testing.T) {
 			hubtest.CheckLeaks(t)
-			h := hubtest.Start(t, &hubtest.Options{Server: server.Config{WriteDelay: delay}})
+			h := hubtest.Start(t, &hubtest.Options{Server: server.Config{WriteDelay: delay, WriteBudget: 1e-9}})
 			c := testClient(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()

@@ -112,7 +112,7 @@ type wsConn struct {
 	ts *transportSession // the session's open/close sequence; closed by finish
 
 	w     *wsWriters    // the server's writers, while the connection is live
-	wrote atomic.Uint64 // the writers' period of the last write (see wsWriters)
+	wrote atomic.Uint64 // the write budget's window of the last write (write_budget.go)
 	// laterAt is wc's index in w.later while it is there (w.mu guards it);
 	// it may be stale otherwise, so expedite checks the entry.
 	laterAt int
@@ -218,7 +218,7 @@ func (st *wsState) add(wc *wsConn) bool {
 	st.slot = (st.slot + 1) % wsPingSlots
 	if st.writers == nil {
 		if end, ok := wc.s.beginStream(); ok {
-			st.writers = startWSWriters(wc.s.cfg.WriteDelay, end)
+			st.writers = startWSWriters(wc.s.budget, end)
 		}
 	}
 	wc.w = st.writers

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/duplexhq/duplex/internal/hub"
@@ -27,38 +26,32 @@ import (
 // writes the rest under the write timeout and then carries on until the
 // session is empty.
 //
-// Write coalescing (--write-delay D, in the spirit of Nagle's algorithm):
-// time is cut into periods of D, which the writers' one timer ends and
-// which run only while something is being written. A connection written to
-// in the current period that has something new waits on the later list
-// until the period ends, so what arrives meanwhile shares one write; any
-// other connection is written at once. A connection receiving now and then
-// never waits; one receiving faster than one write per D gets one write
-// per period, its messages held at most D. Close frames and replies to the
+// Write batching (write_budget.go): a writer writes what a connection has
+// queued as soon as it takes the connection, so what arrives while a write
+// is in flight, or while the connection waits its turn on the ready list,
+// shares the next write. Only while the hub is over its write budget does a
+// connection already written to in the current window, with something new,
+// wait on the later list until the window ends (the writers' one timer,
+// armed while the list is not empty). Close frames and replies to the
 // connection's own commands are never held: a connection with a reply
 // queued and not yet written is not put on the later list, and the reader
 // expedites it off the list once it has queued one, so a client waiting
 // for an acknowledgement waits for no timer (Nagle's algorithm with
-// delayed ACKs is the cautionary tale). At 100 messages per second to each
-// of 1,000 connections, one write(2) per message costs more hub CPU than
-// all the rest of the hub's work (docs/architecture.md, "CPU per
-// delivery").
+// delayed ACKs is the cautionary tale).
 
 // wsWriters are a server's writer goroutines and their lists. They run
 // while WebSocket connections are open (see wsState.add and remove).
 type wsWriters struct {
-	delay time.Duration
+	budget *writeBudget // nil: nothing is held
 
-	mu    sync.Mutex // guards ready, head, later, and the ends of periods
+	mu    sync.Mutex // guards ready, head, later and armed
 	ready []*wsConn  // ready[head:] wait for a writer
 	head  int
 	later []*wsConn
-	// period counts coalescing periods; the timer ends one (and moves
-	// later to ready) D after the first write in it, and is armed while
-	// set.
-	period atomic.Uint64
-	timer  *time.Timer
-	armed  atomic.Bool
+	// timer moves later to ready at the end of the budget's window in
+	// which the first of them was held; armed while it is set.
+	timer *time.Timer
+	armed bool
 
 	wake chan struct{} // a token: the ready list may have work
 	stop chan struct{}
@@ -68,11 +61,10 @@ type wsWriters struct {
 // at a time; the others stay for the other writers.
 const wsWriteBatch = 64
 
-func startWSWriters(delay time.Duration, end func()) *wsWriters {
-	w := &wsWriters{delay: delay, wake: make(chan struct{}, 1), stop: make(chan struct{})}
-	w.period.Store(1) // a new connection's wrote is 0: not this period
-	if delay > 0 {
-		w.timer = time.AfterFunc(time.Hour, w.endPeriod)
+func startWSWriters(budget *writeBudget, end func()) *wsWriters {
+	w := &wsWriters{budget: budget, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	if budget != nil {
+		w.timer = time.AfterFunc(time.Hour, w.endHold)
 		w.timer.Stop()
 	}
 	var wg sync.WaitGroup
@@ -96,15 +88,20 @@ func (w *wsWriters) close() {
 }
 
 // schedule puts wc, which has something to write and no writer, on a list:
-// later if it was written to in this period, ready otherwise.
+// later if the budget holds it (written to in this window, the hub over
+// budget), ready otherwise.
 func (w *wsWriters) schedule(wc *wsConn) {
 	w.mu.Lock()
-	// Under mu, the period cannot end between the check and the append:
-	// wc on later is moved by the end of this very period, whose timer
-	// is armed (or about to be, by the write that set wrote).
-	if w.delay > 0 && wc.wrote.Load() == w.period.Load() && !wc.urgent() {
+	// Under mu, the timer cannot fire between the check and the append:
+	// wc on later is moved when it fires, within one window (at most
+	// --write-delay).
+	if hold := w.budget.hold(wc.wrote.Load()); hold > 0 && !wc.urgent() {
 		wc.laterAt = len(w.later)
 		w.later = append(w.later, wc)
+		if !w.armed {
+			w.armed = true
+			w.timer.Reset(hold)
+		}
 		w.mu.Unlock()
 		return
 	}
@@ -131,7 +128,7 @@ func (wc *wsConn) closing() bool {
 
 // expedite moves wc from the later list to the ready list, if it is there.
 func (w *wsWriters) expedite(wc *wsConn) {
-	if w.delay <= 0 {
+	if w.budget == nil {
 		return
 	}
 	w.mu.Lock()
@@ -151,24 +148,18 @@ func (w *wsWriters) expedite(wc *wsConn) {
 	w.signal()
 }
 
-// wrote records a write to wc in the current period, and starts the
-// period's timer if this is its first write.
+// wrote records a write to wc, and the budget's window it was made in.
 func (w *wsWriters) wrote(wc *wsConn) {
-	if w.delay <= 0 {
-		return
-	}
-	wc.wrote.Store(w.period.Load())
-	if !w.armed.Load() && w.armed.CompareAndSwap(false, true) {
-		w.timer.Reset(w.delay)
+	if w.budget != nil {
+		wc.wrote.Store(w.budget.wrote())
 	}
 }
 
-// endPeriod starts the next period and moves the later list to the ready
-// list.
-func (w *wsWriters) endPeriod() {
+// endHold moves the later list to the ready list: the window they were
+// held in has ended.
+func (w *wsWriters) endHold() {
 	w.mu.Lock()
-	w.period.Add(1)
-	w.armed.Store(false)
+	w.armed = false
 	for _, wc := range w.later {
 		wc.laterAt = -1
 	}
@@ -257,10 +248,11 @@ func (wc *wsConn) drain(buf *[]byte, blocking bool) {
 		if !wc.writeItems(buf, ping, items, blocking) {
 			return
 		}
-		if !blocking && wc.w != nil && wc.w.delay > 0 {
-			// Coalescing: what came during this write waits for the
-			// period's end (unless a reply expedites it) rather than
-			// taking a write of its own now.
+		if !blocking && wc.w != nil && wc.w.budget.holding() {
+			// Over budget: what came during this write goes back to
+			// the lists (held till the window's end, unless a reply
+			// expedites it) rather than taking a write of its own now.
+			// Otherwise the loop writes it at once: batching from load.
 			if wc.release() {
 				wc.w.schedule(wc)
 			}

@@ -19,15 +19,15 @@ import (
 
 // The hub frames its own data frames (ws_write.go): every payload length
 // form of RFC 6455 §5.2 (7-bit, 16-bit, 64-bit), read back by a client
-// library nobody here wrote, intact and in order — with and without a
-// write delay, which batches them into shared writes.
+// library nobody here wrote, intact and in order — with nothing held, and
+// with a budget always exceeded, which holds them into shared writes.
 func TestWSFrameLengths(t *testing.T) {
 	for _, delay := range []time.Duration{-1, 20 * time.Millisecond} {
 		t.Run(fmt.Sprintf("delay=%v", delay), func(t *testing.T) {
 			hubtest.CheckLeaks(t)
 			h := hubtest.Start(t, &hubtest.Options{
 				Hub:    hub.Config{MaxMessage: 300 << 10},
-				Server: server.Config{WriteDelay: delay},
+				Server: server.Config{WriteDelay: delay, WriteBudget: 1e-9},
 			})
 			c := wsDial(t, h, "/v1/ws")
 			wsSend(t, c, `{"id":1,"type":"subscribe","channel":"big"}`)
@@ -78,13 +78,35 @@ func TestWSEchoFrameLengths(t *testing.T) {
 	c.Close(websocket.StatusNormalClosure, "")
 }
 
-// Write coalescing holds messages for a connection already written to in
-// the current period, and never holds a reply: with a period of an hour,
-// a held message comes only with the next reply, in order, and every
-// publish on the connection is acknowledged at once.
-func TestWSWriteCoalescing(t *testing.T) {
+// Under the write budget nothing waits for a timer: with windows of an
+// hour (--write-delay 1h) and the default budget, a lone message goes out
+// at once, and so does the next one to the same connection in the same
+// window — a fixed delay would hold it for the hour.
+func TestWSLoneMessageNotHeld(t *testing.T) {
 	hubtest.CheckLeaks(t)
 	h := hubtest.Start(t, &hubtest.Options{Server: server.Config{WriteDelay: time.Hour}})
+	c := wsDial(t, h, "/v1/ws")
+	wsSend(t, c, `{"id":1,"type":"subscribe","channel":"lone"}`)
+	if f := wsRead(t, c); f.Type != "ok" {
+		t.Fatalf("subscribe reply %+v", f)
+	}
+	for i := uint64(1); i <= 3; i++ {
+		wsPublishREST(t, h, "lone", fmt.Sprint(i))
+		if f := wsRead(t, c); f.Type != "message" || f.Offset != i {
+			t.Fatalf("frame %+v, want message %d", f, i)
+		}
+	}
+	c.Close(websocket.StatusNormalClosure, "")
+}
+
+// Over the write budget, messages for a connection already written to in
+// the current window are held, and a reply never is: with a budget that
+// pays for no write and windows of an hour, a held message comes only
+// with the next reply, in order, and every publish on the connection is
+// acknowledged at once.
+func TestWSWriteCoalescing(t *testing.T) {
+	hubtest.CheckLeaks(t)
+	h := hubtest.Start(t, &hubtest.Options{Server: server.Config{WriteDelay: time.Hour, WriteBudget: 1e-9}})
 	c := wsDial(t, h, "/v1/ws")
 	frames := make(chan wsFrame, 256)
 	go func() {
@@ -114,7 +136,7 @@ func TestWSWriteCoalescing(t *testing.T) {
 	if f := next(); f.Type != "ok" {
 		t.Fatalf("subscribe reply %+v", f)
 	}
-	// Written to this period (the reply): the messages wait.
+	// Written to this window (the reply): the messages wait.
 	wsPublishREST(t, h, "co", `1`)
 	wsPublishREST(t, h, "co", `2`)
 	select {
@@ -150,7 +172,7 @@ func TestWSWriteCoalescing(t *testing.T) {
 		}
 	}
 	// A message held, then shutdown: the close frame comes at once, not
-	// at the period's end. (A closing session drops what it still queues:
+	// at the window's end. (A closing session drops what it still queues:
 	// the client resumes from its cursor, as after any close.)
 	wsPublishREST(t, h, "co", `53`)
 	stopped := make(chan struct{})
@@ -170,14 +192,14 @@ func TestWSWriteCoalescing(t *testing.T) {
 	<-stopped
 }
 
-// Many connections through the shared writers at once, with a short
-// coalescing period so the ready and later lists, expediting and period
-// ends all interleave: each connection pings while it receives, a third of
+// Many connections through the shared writers at once, with a budget
+// always exceeded and a short window so the ready and later lists,
+// expediting and window ends all interleave: each connection pings while it receives, a third of
 // them leave half-way, and every one that stays gets every message once,
 // in order, and every pong.
 func TestWSWritersConcurrent(t *testing.T) {
 	hubtest.CheckLeaks(t)
-	h := hubtest.Start(t, &hubtest.Options{Server: server.Config{WriteDelay: 3 * time.Millisecond}})
+	h := hubtest.Start(t, &hubtest.Options{Server: server.Config{WriteDelay: 3 * time.Millisecond, WriteBudget: 1e-9}})
 	const conns, msgs, pings = 30, 300, 20
 	type result struct {
 		i      int
