@@ -68,11 +68,51 @@ func (d *lineDecoder) Next() ([]byte, error) {
 	return line, protocolError(err)
 }
 
+// pollAnswer is a decoded long-poll answer: Messages holds its messages,
+// items its messages and joins/leaves (join_leave=1) in the answer's order.
+type pollAnswer struct {
+	msg.PollResponse
+	items []Event
+}
+
 // decodePoll decodes and checks a long-poll answer.
-func decodePoll(b []byte) (*msg.PollResponse, error) {
-	var p msg.PollResponse
-	if err := json.Unmarshal(b, &p); err != nil {
+func decodePoll(b []byte) (*pollAnswer, error) {
+	var raw struct {
+		Messages []json.RawMessage `json:"messages"`
+		Gaps     []msg.Gap         `json:"gaps"`
+		Cursor   string            `json:"cursor"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
 		return nil, fmt.Errorf("%w: long-poll answer: %v (%s)", ErrProtocol, err, quote(b))
+	}
+	p := pollAnswer{PollResponse: msg.PollResponse{Gaps: raw.Gaps, Cursor: raw.Cursor}}
+	if raw.Messages != nil {
+		p.Messages = make([]msg.Envelope, 0, len(raw.Messages))
+	}
+	var pending []Event // events, messages kept as indexes into Messages
+	for _, m := range raw.Messages {
+		f, err := decodeFrame(m)
+		if err != nil {
+			return nil, fmt.Errorf("long-poll answer: %w", err)
+		}
+		if f.Type == msg.TypeJoin || f.Type == msg.TypeLeave {
+			ev := f.presence()
+			if err := checkPresence(ev); err != nil {
+				return nil, fmt.Errorf("long-poll answer: %w", err)
+			}
+			pending = append(pending, Event{Presence: ev})
+			continue
+		}
+		p.Messages = append(p.Messages, *f.envelope())
+		pending = append(pending, Event{})
+	}
+	i := 0
+	for _, ev := range pending {
+		if ev.Presence == nil {
+			ev.Message = &p.Messages[i]
+			i++
+		}
+		p.items = append(p.items, ev)
 	}
 	if p.Messages == nil && p.Gaps == nil && p.Cursor == "" {
 		return nil, fmt.Errorf("%w: long-poll answer has no messages, gaps or cursor (%s)", ErrProtocol, quote(b))

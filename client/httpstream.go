@@ -73,6 +73,12 @@ func (s *Subscription) subQuery() url.Values {
 	if cur := s.wireCursor(); cur != "" {
 		q.Set("cursor", cur)
 	}
+	if s.joinLeave {
+		q.Set("join_leave", "1")
+	}
+	if len(s.info) > 0 {
+		q.Set("info", string(s.info))
+	}
 	return q
 }
 
@@ -165,6 +171,14 @@ func (s *Subscription) runSSE(ctx context.Context, a *attempt) error {
 			if err != nil {
 				return fmt.Errorf("sse: %w", err)
 			}
+		case msg.TypeJoin, msg.TypeLeave:
+			f, err := decodeFrame(ev.Data)
+			if err == nil {
+				err = s.deliverPresence(ctx, f.presence())
+			}
+			if err != nil {
+				return fmt.Errorf("sse: %w", err)
+			}
 		default:
 			// event types of later versions
 		}
@@ -214,6 +228,8 @@ func (s *Subscription) runStream(ctx context.Context, a *attempt) error {
 		case msg.TypeHeartbeat:
 			err = s.hintCursor(f.Cursor)
 			s.inPlace()
+		case msg.TypeJoin, msg.TypeLeave:
+			err = s.deliverPresence(ctx, f.presence())
 		}
 		if err != nil {
 			return fmt.Errorf("stream: %w", err)
@@ -232,6 +248,7 @@ func (s *Subscription) runPoll(ctx context.Context, a *attempt) error {
 			wait = 0
 		}
 		q := s.subQuery()
+		q.Set("client", s.pollClient)
 		q.Set("timeout", strconv.FormatFloat(wait.Seconds(), 'f', -1, 64))
 		p, err := s.pollOnce(ctx, q, wait)
 		if err != nil {
@@ -245,8 +262,14 @@ func (s *Subscription) runPoll(ctx context.Context, a *attempt) error {
 				return fmt.Errorf("poll: %w", err)
 			}
 		}
-		for i := range p.Messages {
-			if err := s.deliverMessage(ctx, a, &p.Messages[i]); err != nil {
+		for _, it := range p.items {
+			var err error
+			if it.Presence != nil {
+				err = s.deliverPresence(ctx, it.Presence)
+			} else {
+				err = s.deliverMessage(ctx, a, it.Message)
+			}
+			if err != nil {
 				return fmt.Errorf("poll: %w", err)
 			}
 		}
@@ -262,7 +285,7 @@ func (s *Subscription) runPoll(ctx context.Context, a *attempt) error {
 // maxPollBody bounds a long-poll answer.
 func (c *Client) maxPollBody() int64 { return c.maxReplyBody() }
 
-func (s *Subscription) pollOnce(ctx context.Context, q url.Values, wait time.Duration) (*msg.PollResponse, error) {
+func (s *Subscription) pollOnce(ctx context.Context, q url.Values, wait time.Duration) (*pollAnswer, error) {
 	c := s.c
 	connCtx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -14,11 +14,14 @@ import (
 	"github.com/duplexhq/duplex/msg"
 )
 
-// Event is one thing a subscription delivers: a message, or a gap notice
-// saying that messages of a channel are gone. Exactly one field is set.
+// Event is one thing a subscription delivers: a message, a gap notice
+// saying that messages of a channel are gone, or (SubscribeOptions.JoinLeave)
+// a join or leave, which has no offset and does not move the cursor.
+// Exactly one field is set.
 type Event struct {
-	Message *msg.Envelope
-	Gap     *msg.Gap
+	Message  *msg.Envelope
+	Gap      *msg.Gap
+	Presence *msg.PresenceEvent
 }
 
 // Channel returns the channel the event is about.
@@ -28,6 +31,9 @@ func (e Event) Channel() string {
 	}
 	if e.Gap != nil {
 		return e.Gap.Channel
+	}
+	if e.Presence != nil {
+		return e.Presence.Channel
 	}
 	return ""
 }
@@ -41,6 +47,9 @@ func (e Event) AppendJSON(b []byte) []byte {
 	case e.Gap != nil:
 		g := *e.Gap
 		return g.AppendJSON(b)
+	case e.Presence != nil:
+		p := *e.Presence
+		return p.AppendJSON(b)
 	}
 	return append(b, "null"...)
 }
@@ -56,6 +65,15 @@ type SubscribeOptions struct {
 	// Buffer is how many events may wait for Next before the subscription
 	// stops reading from the hub. Zero means 256.
 	Buffer int
+	// JoinLeave asks for the joins and leaves of the channels, which
+	// must all have presence on the hub (its --presence). They come as
+	// Events with Presence set, in order with the messages as the
+	// transport delivers them; those that happen while the subscription
+	// reconnects are not replayed. False means none.
+	JoinLeave bool
+	// Info is the small JSON value the subscription's member shows in
+	// the presence of its channels. Nil means none.
+	Info json.RawMessage
 }
 
 // Subscription delivers the messages of some channels, in offset order per
@@ -72,6 +90,12 @@ type Subscription struct {
 	done   chan struct{} // closed when run returns; err is set then
 	cancel context.CancelFunc
 	err    error
+
+	// joinLeave and info are SubscribeOptions'; pollClient the client
+	// id of its long polls. All fixed.
+	joinLeave  bool
+	info       json.RawMessage
+	pollClient string
 
 	mu        sync.Mutex // guards processed, transport, readyOnce
 	processed msg.Cursor // after the last event Next returned
@@ -124,6 +148,7 @@ func (c *Client) Subscribe(ctx context.Context, channels []string, opts *Subscri
 		events: make(chan Event, o.Buffer),
 		ready:  make(chan struct{}), done: make(chan struct{}),
 		cancel: cancel, processed: recv.Clone(), recv: recv,
+		joinLeave: o.JoinLeave, info: slices.Clone(o.Info), pollClient: newPollClient(),
 	}
 	c.mu.Lock()
 	if c.closed {
@@ -457,6 +482,40 @@ type frame struct {
 	Messages []msg.Envelope  `json:"messages"`
 	Oldest   uint64          `json:"oldest"`
 	Latest   uint64          `json:"latest"`
+	Client   string          `json:"client"`
+	User     string          `json:"user"`
+	Info     json.RawMessage `json:"info"`
+	// Members, Clients and Users answer presence and presence_stats.
+	Members []msg.Member `json:"members"`
+	Clients int          `json:"clients"`
+	Users   int          `json:"users"`
+}
+
+func (f *frame) presence() *msg.PresenceEvent {
+	info := f.Info
+	if string(info) == "null" {
+		info = nil
+	}
+	return &msg.PresenceEvent{Type: f.Type, Channel: f.Channel, Client: f.Client, User: f.User, Info: info}
+}
+
+// deliverPresence queues a join or leave for Next.
+func (s *Subscription) deliverPresence(ctx context.Context, ev *msg.PresenceEvent) error {
+	if err := checkPresence(ev); err != nil {
+		return err
+	}
+	if !s.subset[ev.Channel] {
+		return fmt.Errorf("%w: %s for channel %q, which is not subscribed", ErrProtocol, ev.Type, ev.Channel)
+	}
+	return s.queue(ctx, Event{Presence: ev})
+}
+
+// checkPresence checks a join or leave from the hub.
+func checkPresence(ev *msg.PresenceEvent) error {
+	if !msg.ValidChannel(ev.Channel) || ev.Client == "" || (ev.Type != msg.TypeJoin && ev.Type != msg.TypeLeave) {
+		return fmt.Errorf("%w: malformed %s event for %q", ErrProtocol, ev.Type, ev.Channel)
+	}
+	return nil
 }
 
 // decodeFrame decodes one JSON object. Anything else is a protocol error.

@@ -125,6 +125,7 @@ func (s *Subscription) runWS(ctx context.Context, a *attempt) error {
 	// Subscribe commands; the ids are the channel's index + 1.
 	for i, ch := range s.channels {
 		cmd := wsCommand(uint64(i+1), msg.CmdSubscribe, ch)
+		cmd.JoinLeave, cmd.Info = s.joinLeave, s.info
 		if pos, ok := s.recv[ch]; ok {
 			if pos.Epoch != "" {
 				epoch := pos.Epoch
@@ -175,6 +176,8 @@ func (s *Subscription) runWS(ctx context.Context, a *attempt) error {
 			err = s.deliverMessage(ctx, a, f.envelope())
 		case msg.TypeGap:
 			err = s.deliverGap(ctx, a, f.gap())
+		case msg.TypeJoin, msg.TypeLeave:
+			err = s.deliverPresence(ctx, f.presence())
 		case "ok", "error":
 			if f.ID == 0 || f.ID > uint64(len(s.channels)) || acked[f.ID-1] {
 				continue // a reply to a ping, or to nothing of ours

@@ -23,6 +23,9 @@ const (
 	CmdPublish     CommandType = "publish"
 	CmdHistory     CommandType = "history"
 	CmdPing        CommandType = "ping"
+	// Presence reads (presence.go): the members, or their counts.
+	CmdPresence      CommandType = "presence"
+	CmdPresenceStats CommandType = "presence_stats"
 )
 
 // The "type" members of replies.
@@ -54,6 +57,10 @@ type Command struct {
 	After   *uint64         `json:"after,omitempty"`
 	Limit   *int            `json:"limit,omitempty"`
 	Data    json.RawMessage `json:"data,omitempty"`
+	// JoinLeave and Info are a subscribe's presence options: joins and
+	// leaves wanted, and the member's info (presence.go).
+	JoinLeave bool            `json:"join_leave,omitempty"`
+	Info      json.RawMessage `json:"info,omitempty"`
 }
 
 // ErrNotObject is returned (wrapped) by [ParseCommand] for a frame that is
@@ -91,14 +98,14 @@ func ParseCommand(b []byte) (Command, error) {
 	}
 	switch cmd.Type {
 	case "":
-		return cmd, Errorf(CodeBadRequest, "type is required: subscribe, unsubscribe, publish, history or ping")
-	case CmdSubscribe, CmdUnsubscribe, CmdPublish, CmdHistory:
+		return cmd, Errorf(CodeBadRequest, "type is required: subscribe, unsubscribe, publish, history, presence, presence_stats or ping")
+	case CmdSubscribe, CmdUnsubscribe, CmdPublish, CmdHistory, CmdPresence, CmdPresenceStats:
 		if cmd.Channel == "" {
 			return cmd, Errorf(CodeBadRequest, "%s needs a channel", cmd.Type)
 		}
 	case CmdPing:
 	default:
-		return cmd, Errorf(CodeBadRequest, "unknown type %q: expected subscribe, unsubscribe, publish, history or ping", truncate(string(cmd.Type)))
+		return cmd, Errorf(CodeBadRequest, "unknown type %q: expected subscribe, unsubscribe, publish, history, presence, presence_stats or ping", truncate(string(cmd.Type)))
 	}
 	if cmd.Type == CmdSubscribe && cmd.Epoch != nil {
 		if *cmd.Epoch != "" && !ValidEpoch(*cmd.Epoch) {

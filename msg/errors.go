@@ -35,13 +35,13 @@ func (c Code) HTTPStatus() int {
 		return 401
 	case CodeForbidden:
 		return 403
-	case CodeNotFound:
+	case CodeNotFound, CodePresenceOff:
 		return 404
 	case CodeMethodNotAllow:
 		return 405
 	case CodeRequestTimeout:
 		return 408
-	case CodeTooLarge:
+	case CodeTooLarge, CodeInfoTooLarge:
 		return 413
 	case CodeRateLimited:
 		return 429

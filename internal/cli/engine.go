@@ -20,6 +20,7 @@ type engineFlags struct {
 	historySize int
 	historyTTL  time.Duration
 	timeout     time.Duration
+	presenceTTL time.Duration
 }
 
 // newEngine returns the engine --engine names: "memory", or a Redis URL
@@ -31,7 +32,7 @@ func newEngine(f engineFlags, logger *slog.Logger) (hub.Engine, error) {
 	case strings.HasPrefix(f.url, "redis"):
 		e, err := redis.New(redis.Config{
 			URL: f.url, HistorySize: orNone(f.historySize), HistoryTTL: f.historyTTL,
-			Timeout: f.timeout, Logger: logger,
+			Timeout: f.timeout, Logger: logger, PresenceTTL: f.presenceTTL,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("--engine: %w", err)

@@ -64,7 +64,10 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 		tlsCert        = fs.String("tls-cert", envOr("DUPLEX_TLS_CERT", ""), "PEM certificate (then intermediates) `file`: serve HTTPS and WSS, HTTP/2 by ALPN; reloaded with --tls-key on SIGHUP (env DUPLEX_TLS_CERT)")
 		tlsKey         = fs.String("tls-key", envOr("DUPLEX_TLS_KEY", ""), "PEM private key `file` of --tls-cert (env DUPLEX_TLS_KEY)")
 		origins        stringList
+		presenceGlobs  stringList
+		presenceTTL    = fs.Duration("presence-ttl", 60*time.Second, "Redis engine: how long the members of a hub that stopped without a goodbye stay present; they then leave (with leave events)")
 	)
+	fs.Var(&presenceGlobs, "presence", "keep presence (members, join/leave events) on channels matching this glob, repeated or comma-separated (default: none)")
 	fs.Var(&origins, "allowed-origins", "browser origins allowed for WebSocket and CORS, comma-separated or repeated; * for any (default: same origin and localhost)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -92,7 +95,14 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 	}
 	defer ln.Close()
 
-	engine, err := newEngine(engineFlags{url: *engineURL, historySize: *historySize, historyTTL: *historyTTL, timeout: *engineTimeout}, logger)
+	presenceMatch, err := channelGlobs(presenceGlobs)
+	if err != nil {
+		return fmt.Errorf("--presence: %w", err)
+	}
+	if *presenceTTL <= 0 {
+		return fmt.Errorf("--presence-ttl must be positive")
+	}
+	engine, err := newEngine(engineFlags{url: *engineURL, historySize: *historySize, historyTTL: *historyTTL, timeout: *engineTimeout, presenceTTL: *presenceTTL}, logger)
 	if err != nil {
 		return err
 	}
@@ -100,6 +110,7 @@ func runServe(ctx context.Context, stdio Stdio, args []string) error {
 		Engine: engine, Logger: logger, MaxMessage: *maxMessage, MaxChannels: *maxChannels,
 		QueueMessages: *queueMessages, QueueBytes: *queueBytes,
 		MaxQueuedBytes: *maxQueuedBytes, EngineTimeout: *engineTimeout,
+		Presence: presenceMatch,
 	})
 	if err != nil {
 		return err

@@ -2,9 +2,11 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -56,11 +58,15 @@ func runSub(ctx context.Context, stdio Stdio, args []string) (err error) {
 		"Prints each message (and each gap notice) as one JSON object a line on standard\n"+
 		"output. On exit (Ctrl-C, SIGTERM, --count reached, or an error) it prints\n"+
 		"\"cursor: <cursor>\" on standard error: pass it to --cursor to resume without\n"+
-		"loss or duplicate.")
+		"loss or duplicate. With --presence it also prints each channel's members once\n"+
+		"subscribed ({\"type\":\"presence\",\"channel\",\"members\"}), then every join and\n"+
+		"leave ({\"type\":\"join\"|\"leave\",...}), which --count does not count.")
 	cf := addConnFlags(fs)
 	cursorText := fs.String("cursor", "", "resume after this `cursor` (channel:epoch:offset,...); channels without an entry start now")
 	count := fs.Int("count", 0, "exit after this many messages (0: run until interrupted)")
 	quiet := fs.Bool("quiet", false, "do not report reconnects on standard error")
+	presence := fs.Bool("presence", false, "print the channels' members, then their joins and leaves (the channels need presence on the hub: its --presence)")
+	info := fs.String("info", "", "small JSON `value` this subscriber shows in the channels' presence")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -77,6 +83,9 @@ func runSub(ctx context.Context, stdio Stdio, args []string) (err error) {
 	cur, err := msg.ParseCursor(*cursorText)
 	if err != nil {
 		return fmt.Errorf("--cursor: %w", err)
+	}
+	if *info != "" && !json.Valid([]byte(*info)) {
+		return fmt.Errorf("--info: not JSON: %q", *info)
 	}
 	var errMu sync.Mutex // the reconnect log and the final lines share stdio.Err
 	logf := func(format string, args ...any) {
@@ -102,7 +111,11 @@ func runSub(ctx context.Context, stdio Stdio, args []string) (err error) {
 		fmt.Fprintf(stdio.Err, "cursor: %s\n", resume())
 		errMu.Unlock()
 	}()
-	sub, err := c.Subscribe(ctx, channels, &client.SubscribeOptions{Cursor: cur})
+	opts := &client.SubscribeOptions{Cursor: cur, JoinLeave: *presence}
+	if *info != "" {
+		opts.Info = json.RawMessage(*info)
+	}
+	sub, err := c.Subscribe(ctx, channels, opts)
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			return nil // interrupted while connecting
@@ -123,6 +136,11 @@ func runSub(ctx context.Context, stdio Stdio, args []string) (err error) {
 	}
 
 	var line []byte
+	if *presence {
+		if err := printMembers(ctx, c, channels, stdio.Out); err != nil {
+			return err
+		}
+	}
 	n := 0
 	for *count == 0 || n < *count {
 		ev, err := sub.Next(ctx)
@@ -142,6 +160,28 @@ func runSub(ctx context.Context, stdio Stdio, args []string) (err error) {
 		}
 		if ev.Message != nil {
 			n++
+		}
+	}
+	return nil
+}
+
+// printMembers prints each channel's members, one line a channel:
+// {"type":"presence","channel":...,"members":[...]}.
+func printMembers(ctx context.Context, c *client.Client, channels []string, out io.Writer) error {
+	for _, ch := range channels {
+		l, err := c.Presence(ctx, ch)
+		if err != nil {
+			return err
+		}
+		b, err := json.Marshal(struct {
+			Type string `json:"type"`
+			msg.PresenceList
+		}{"presence", *l})
+		if err != nil {
+			return err
+		}
+		if _, err := out.Write(append(b, '\n')); err != nil {
+			return fmt.Errorf("write: %w", err)
 		}
 	}
 	return nil

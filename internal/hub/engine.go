@@ -86,6 +86,10 @@ type Handlers struct {
 	// find a hub whose engine works.
 	Down func(err error)
 	Up   func()
+	// Presence receives the joins and leaves of subscribed channels
+	// (PresenceEngine), in order with their publications: the same
+	// rules as Deliver, never concurrently with it for one channel.
+	Presence func(ev *PresenceEvent)
 }
 
 // Engine stores channels' offsets, epochs and history, and brings every

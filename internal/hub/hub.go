@@ -52,6 +52,13 @@ type Config struct {
 	// Release unsubscribes all its channels under one EngineTimeout, not
 	// one per channel. Zero means 5s.
 	EngineTimeout time.Duration
+	// Presence says which channels keep presence (presence.go): their
+	// subscribers are members, and may ask for joins and leaves. Nil
+	// means none. It needs an engine that implements PresenceEngine.
+	Presence func(channel string) bool
+	// MaxPresenceInfo bounds a member's info, in bytes of compact JSON.
+	// Zero means 1024 (DefaultMaxPresenceInfo).
+	MaxPresenceInfo int
 }
 
 // DefaultMaxQueuedBytes is MaxQueuedBytes when it is zero. Bytes are
@@ -88,6 +95,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.EngineTimeout <= 0 {
 		c.EngineTimeout = 5 * time.Second
+	}
+	if c.MaxPresenceInfo <= 0 {
+		c.MaxPresenceInfo = DefaultMaxPresenceInfo
 	}
 	return c
 }
@@ -141,6 +151,12 @@ type Hub struct {
 	engineDown  atomic.Bool
 	downs       atomic.Uint64
 	replayReads atomic.Uint64
+
+	// pengine is Engine as a PresenceEngine, nil when it is not one;
+	// presence counts this hub's sessions per member (presence.go).
+	pengine        PresenceEngine
+	presence       presenceReg
+	presenceEvents atomic.Uint64
 }
 
 // channel is the hub-side list of sessions subscribed to one channel.
@@ -165,8 +181,13 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 		channels: make(map[string]*channel),
 		sessions: make(map[*Session]struct{}),
 		pageLen:  max(1, min(cfg.QueueMessages/2, cfg.QueueBytes/2/(cfg.MaxMessage+pubOverhead))),
+		presence: presenceReg{members: make(map[memberKey]*localMember)},
 	}
-	if err := h.engine.Start(ctx, Handlers{Deliver: h.deliver, Lost: h.lost, Down: h.down, Up: h.up}); err != nil {
+	h.pengine, _ = cfg.Engine.(PresenceEngine)
+	if cfg.Presence != nil && h.pengine == nil {
+		return nil, errNoPresenceEngine
+	}
+	if err := h.engine.Start(ctx, Handlers{Deliver: h.deliver, Lost: h.lost, Down: h.down, Up: h.up, Presence: h.deliverPresence}); err != nil {
 		return nil, err
 	}
 	return h, nil
@@ -184,8 +205,10 @@ type Stats struct {
 	Lost, ReplayReads uint64
 	// EngineDowns counts the engine's Handlers.Down calls; EngineDown
 	// is whether the engine is down now.
-	EngineDowns        uint64
-	EngineDown         bool
+	EngineDowns uint64
+	EngineDown  bool
+	// PresenceEvents counts the joins and leaves the engine brought.
+	PresenceEvents     uint64
 	Sessions, Channels int
 	// QueuedBytes is what the sessions hold now (see
 	// Config.MaxQueuedBytes).
@@ -205,6 +228,7 @@ func (h *Hub) Stats() Stats {
 	s.ReplayReads = h.replayReads.Load()
 	s.EngineDowns = h.downs.Load()
 	s.EngineDown = h.engineDown.Load()
+	s.PresenceEvents = h.presenceEvents.Load()
 	return s
 }
 
@@ -365,6 +389,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
+	h.closePresence()
 	if cerr := h.engine.Close(ctx); err == nil {
 		err = cerr
 	}

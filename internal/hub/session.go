@@ -4,15 +4,18 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/duplexhq/duplex/msg"
 )
 
-// Item is one entry of a session's queue: exactly one of Pub, Gap and Raw is
-// set.
+// Item is one entry of a session's queue: exactly one of Pub, Gap, Event and
+// Raw is set.
 type Item struct {
 	Pub *Publication
 	Gap *msg.Gap
+	// Event is a join or leave (presence.go); it does not move a cursor.
+	Event *PresenceEvent
 	// Raw is a frame the session's transport queued itself with
 	// Session.Send (a WebSocket reply, say), kept in order with the rest.
 	Raw []byte
@@ -24,6 +27,8 @@ func (it Item) size() int {
 		return len(it.Pub.JSON)
 	case it.Gap != nil:
 		return 64 + len(it.Gap.Channel)
+	case it.Event != nil:
+		return len(it.Event.JSON)
 	default:
 		return len(it.Raw)
 	}
@@ -106,6 +111,12 @@ type subState struct {
 	// started is set once Subscribe has set epoch and last: the pager
 	// leaves the channel alone until then.
 	started bool
+	// joinLeave says the subscription asked for joins and leaves;
+	// member is the client id the session is a member as ("" none), and
+	// linger how long its leave waits (presence.go).
+	joinLeave bool
+	member    string
+	linger    time.Duration
 }
 
 // NewSession returns a new session of h, or ErrShutdown.
@@ -142,6 +153,17 @@ type SubscribeOptions struct {
 	// session locked; the frame it returns is queued ahead of the replay,
 	// so a reply is ordered before the messages it announces.
 	Ack func(SubscribeResult) []byte
+	// Member, on a channel with presence (Config.Presence), makes the
+	// session a member as it says, until it unsubscribes or is released;
+	// Joined zero means now. Elsewhere it is ignored, unless it carries
+	// Info, which is refused. Nil: not a member.
+	Member *msg.Member
+	// Linger delays the member's leave, so a reader that comes back
+	// within it with the same client id (a long poll) stays a member.
+	Linger time.Duration
+	// JoinLeave asks for the channel's joins and leaves, queued in order
+	// with its messages. Refused on a channel without presence.
+	JoinLeave bool
 }
 
 // Subscribe adds channel to the session and queues its replay, if any.
@@ -149,9 +171,13 @@ func (s *Session) Subscribe(ctx context.Context, channel string, opts SubscribeO
 	if !msg.ValidChannel(channel) {
 		return SubscribeResult{}, invalidChannel(channel)
 	}
+	presence := s.h.PresenceEnabled(channel)
+	if !presence && (opts.JoinLeave || (opts.Member != nil && len(opts.Member.Info) > 0)) {
+		return SubscribeResult{}, presenceOff(channel)
+	}
 	s.subMu.Lock()
 	defer s.subMu.Unlock()
-	st := &subState{recovering: true}
+	st := &subState{recovering: true, joinLeave: opts.JoinLeave}
 	s.mu.Lock()
 	switch {
 	case s.released:
@@ -174,6 +200,9 @@ func (s *Session) Subscribe(ctx context.Context, channel string, opts SubscribeO
 	s.mu.Unlock()
 
 	res, err := s.start(ctx, channel, st, opts)
+	if err == nil && presence && opts.Member != nil {
+		err = s.becomeMember(ctx, channel, st, *opts.Member, opts.Linger)
+	}
 	if err != nil {
 		s.mu.Lock()
 		delete(s.subs, channel)
@@ -266,6 +295,9 @@ func (s *Session) Unsubscribe(ctx context.Context, channel string) error {
 	s.mu.Unlock()
 	if st == nil {
 		return msg.Errorf(msg.CodeBadRequest, "not subscribed to %q", channel)
+	}
+	if st.member != "" {
+		s.h.leave(channel, st.member, st.linger)
 	}
 	s.h.detach(channel, s)
 	ectx, cancel := s.h.engineContext(ctx)
@@ -589,7 +621,10 @@ func (s *Session) Release() {
 	ctx, cancel := s.h.engineContext(context.Background())
 	defer cancel()
 	failed, lastErr := 0, error(nil)
-	for channel := range subs {
+	for channel, st := range subs {
+		if st.member != "" {
+			s.h.leave(channel, st.member, st.linger)
+		}
 		s.h.detach(channel, s)
 		if err := s.h.engine.Unsubscribe(ctx, channel); err != nil {
 			failed, lastErr = failed+1, err

@@ -126,8 +126,11 @@ const maxPollAnswer = 4 << 20
 func capPollAnswer(items []hub.Item, limit int) []hub.Item {
 	n := 0
 	for i, it := range items {
-		if it.Pub != nil {
+		switch {
+		case it.Pub != nil:
 			n += len(it.Pub.JSON) + 1
+		case it.Event != nil:
+			n += len(it.Event.JSON) + 1
 		}
 		if n > limit && i > 0 {
 			return items[:i]
@@ -182,6 +185,8 @@ func pollBodySize(items []hub.Item, cur msg.Cursor) int {
 			n += len(it.Pub.JSON) + 1
 		case it.Gap != nil:
 			n += 64 + len(it.Gap.Channel)
+		case it.Event != nil:
+			n += len(it.Event.JSON) + 1
 		}
 	}
 	for ch, p := range cur {
@@ -196,14 +201,22 @@ func appendPollBody(b []byte, items []hub.Item, cur msg.Cursor) []byte {
 	b = append(b, `{"messages":[`...)
 	first := true
 	for _, it := range items {
-		if it.Pub == nil {
+		// Joins and leaves, asked for with join_leave=1, go in messages
+		// in order with them; their type tells them apart.
+		var frame []byte
+		switch {
+		case it.Pub != nil:
+			frame = it.Pub.JSON
+		case it.Event != nil:
+			frame = it.Event.JSON
+		default:
 			continue
 		}
 		if !first {
 			b = append(b, ',')
 		}
 		first = false
-		b = append(b, it.Pub.JSON...)
+		b = append(b, frame...)
 	}
 	b = append(b, `],"gaps":[`...)
 	first = true

@@ -73,6 +73,11 @@ type Config struct {
 	// client may ask. Zero means 25s and 60s.
 	PollTimeout    time.Duration
 	PollMaxTimeout time.Duration
+	// PresencePollLinger is how long a long-poll reader stays a member
+	// of a presence channel after its poll ends: one that polls again
+	// (with the same client=) within it is one member throughout, not a
+	// join and a leave per poll. Zero means 10s.
+	PresencePollLinger time.Duration
 	// PublishRate bounds publishes per second on one WebSocket connection.
 	// Zero means 1000; negative, no bound.
 	PublishRate float64
@@ -177,6 +182,9 @@ func (c Config) withDefaults() Config {
 	if c.PollTimeout <= 0 {
 		c.PollTimeout = 25 * time.Second
 	}
+	if c.PresencePollLinger <= 0 {
+		c.PresencePollLinger = 10 * time.Second
+	}
 	if c.PollMaxTimeout <= 0 {
 		c.PollMaxTimeout = 60 * time.Second
 	}
@@ -234,6 +242,8 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/channels/{channel}/messages", s.handlePublish)
 	m.HandleFunc("GET /v1/channels/{channel}/messages", s.handleHistory)
 	m.HandleFunc("/v1/channels/{channel}/messages", methodNotAllowed("GET, HEAD, POST"))
+	m.HandleFunc("GET /v1/channels/{channel}/presence", s.handlePresence)
+	m.HandleFunc("/v1/channels/{channel}/presence", methodNotAllowed("GET, HEAD"))
 	m.HandleFunc("GET /v1/channels/{channel}", s.handleInfo)
 	m.HandleFunc("/v1/channels/{channel}", methodNotAllowed("GET, HEAD"))
 	m.HandleFunc("GET /v1/echo", s.handleEcho)

@@ -43,6 +43,15 @@ func (f sseFramer) start(b []byte, cur msg.Cursor, names []string) []byte {
 }
 
 func (sseFramer) item(b []byte, it hub.Item, cur msg.Cursor, names []string) []byte {
+	if it.Event != nil {
+		// No id: a join or leave does not move the cursor, and an event
+		// without one leaves the browser's last event ID as it was.
+		b = append(b, "event: "...)
+		b = append(b, it.Event.Type...)
+		b = append(b, "\ndata: "...)
+		b = append(b, it.Event.JSON...)
+		return append(b, "\n\n"...)
+	}
 	b = append(b, "id: "...)
 	b = cur.AppendTextOrdered(b, names)
 	if it.Pub != nil {

@@ -175,7 +175,7 @@ func (c *streamConn) run(gone <-chan struct{}, sess *hub.Session, heartbeat time
 			}
 			b := c.batch()
 			for _, it := range items {
-				if it.Pub == nil && it.Gap == nil {
+				if it.Pub == nil && it.Gap == nil && it.Event == nil {
 					continue // no transport frames of its own on these streams
 				}
 				it.Advance(c.cur)
@@ -364,9 +364,12 @@ func (ndjsonFramer) start(b []byte, cur msg.Cursor, names []string) []byte {
 }
 
 func (ndjsonFramer) item(b []byte, it hub.Item, _ msg.Cursor, _ []string) []byte {
-	if it.Pub != nil {
+	switch {
+	case it.Pub != nil:
 		b = append(b, it.Pub.JSON...)
-	} else {
+	case it.Event != nil:
+		b = append(b, it.Event.JSON...)
+	default:
 		b = it.Gap.AppendJSON(b)
 	}
 	return append(b, '\n')

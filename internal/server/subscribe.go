@@ -13,6 +13,10 @@ import (
 type subRequest struct {
 	Channels []string
 	Cursor   msg.Cursor
+	// Presence holds join_leave=, info= and client= (presence.go);
+	// Transport names the endpoint.
+	Presence  presenceRequest
+	Transport string
 }
 
 // parseSubRequest reads the repeated channel= parameters and cursor= of r.
@@ -49,7 +53,12 @@ func (s *Server) parseSubRequest(r *http.Request, cursorText string) (subRequest
 			return subRequest{}, msg.Errorf(msg.CodeInvalidCursor, "cursor names channel %q, which is not subscribed", ch)
 		}
 	}
-	return subRequest{Channels: chans, Cursor: cur}, nil
+	transport := transportOf(r.URL.Path)
+	pr, err := s.parsePresenceQuery(q, transport == "poll")
+	if err != nil {
+		return subRequest{}, err
+	}
+	return subRequest{Channels: chans, Cursor: cur, Presence: pr, Transport: transport}, nil
 }
 
 // openSession starts a hub session subscribed to req's channels, each from
@@ -68,8 +77,12 @@ func (s *Server) openSession(ctx context.Context, req subRequest) (*hub.Session,
 		return nil, nil, err
 	}
 	cur := make(msg.Cursor, len(req.Channels))
+	if req.Presence.Client == "" {
+		req.Presence.Client = newClientID() // one client for all the request's channels
+	}
 	for _, ch := range req.Channels {
 		opts := hub.SubscribeOptions{}
+		s.presenceOptions(ctx, &opts, req.Presence, req.Transport)
 		if pos, ok := req.Cursor[ch]; ok {
 			opts.From = &pos
 		}

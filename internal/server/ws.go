@@ -120,7 +120,9 @@ type wsConn struct {
 	// repliesOut those written: while they differ a reply waits, and the
 	// connection is not held for coalescing.
 	repliesIn, repliesOut atomic.Uint64
-	slot                  int // its ping slot, in [0, wsPingSlots)
+	// client is the connection's presence client id (ws_presence.go).
+	client string
+	slot   int // its ping slot, in [0, wsPingSlots)
 
 	// writing is true while the connection is on a writer list or
 	// being drained (ws_write.go); the session's notify hook, or a due

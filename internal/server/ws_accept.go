@@ -80,7 +80,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, echo bool) {
 	// The connection's context carries the token's claims, and nothing
 	// of the request, which the connection outlives.
 	ctx := context.WithValue(context.Background(), claimsKey{}, r.Context().Value(claimsKey{}))
-	wc := &wsConn{s: s, sess: sess, echo: echo, ctx: ctx, laterAt: -1}
+	wc := &wsConn{s: s, sess: sess, echo: echo, ctx: ctx, laterAt: -1, client: newClientID()}
 	hj := &wsHijacker{ResponseWriter: w}
 	// The library reads compressed frames only if it negotiated
 	// compression: it is shown the outcome of ours (ws_deflate.go).

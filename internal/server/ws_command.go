@@ -64,6 +64,9 @@ func (wc *wsConn) run1(ctx context.Context, cmd msg.Command) ([]byte, error) {
 			}
 			opts.From = &pos
 		}
+		if err := wc.presenceOptions(ctx, &opts, cmd); err != nil {
+			return nil, err
+		}
 		_, err := wc.sess.Subscribe(ctx, cmd.Channel, opts)
 		return nil, err
 	case msg.CmdUnsubscribe:
@@ -91,6 +94,8 @@ func (wc *wsConn) run1(ctx context.Context, cmd msg.Command) ([]byte, error) {
 		return msg.PositionReply(cmd.ID, p.Channel, p.Epoch, p.Offset, p.Time, true), nil
 	case msg.CmdHistory:
 		return wc.history(ctx, cmd)
+	case msg.CmdPresence, msg.CmdPresenceStats:
+		return wc.presence(ctx, cmd)
 	}
 	return nil, msg.Errorf(msg.CodeBadRequest, "unknown type %q", truncate(string(cmd.Type)))
 }

@@ -363,6 +363,8 @@ func (wc *wsConn) appendFrame(b []byte, it hub.Item) []byte {
 		return appendWSFrame(b, wsOpText, it.Pub.JSON)
 	case it.Gap != nil:
 		return appendWSFrame(b, wsOpText, it.Gap.AppendJSON(nil))
+	case it.Event != nil:
+		return appendWSFrame(b, wsOpText, it.Event.JSON)
 	case wc.echo:
 		return appendWSFrame(b, it.Raw[0], it.Raw[1:])
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/duplexhq/duplex/internal/engine/memory"
 	"github.com/duplexhq/duplex/internal/hub"
 	"github.com/duplexhq/duplex/internal/hub/enginetest"
+	"github.com/duplexhq/duplex/msg"
 )
 
 // TestConformance runs the engine conformance suite. The memory engine has
@@ -54,7 +55,7 @@ func (s *sharedMemory) newView(t *testing.T, cfg enginetest.Config) hub.Engine {
 
 func (s *sharedMemory) startBase(t *testing.T) *memory.Engine {
 	e := memory.New(s.cfg)
-	if err := e.Start(context.Background(), hub.Handlers{Deliver: s.deliver}); err != nil {
+	if err := e.Start(context.Background(), hub.Handlers{Deliver: s.deliver, Presence: s.presence}); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -71,6 +72,21 @@ func (s *sharedMemory) deliver(p *hub.Publication) {
 		v.mu.Unlock()
 		if n > 0 && d != nil {
 			d(p)
+		}
+	}
+}
+
+// presence hands ev to every view subscribed to its channel.
+func (s *sharedMemory) presence(ev *hub.PresenceEvent) {
+	s.mu.Lock()
+	views := s.views
+	s.mu.Unlock()
+	for _, v := range views {
+		v.mu.Lock()
+		n, f := v.subs[ev.Channel], v.onPresence
+		v.mu.Unlock()
+		if n > 0 && f != nil {
+			f(ev)
 		}
 	}
 }
@@ -104,14 +120,32 @@ func (s *sharedMemory) engine() *memory.Engine {
 type view struct {
 	store *sharedMemory
 
-	mu      sync.Mutex // guards subs, deliver
-	subs    map[string]int
-	deliver func(*hub.Publication)
+	mu         sync.Mutex // guards subs, deliver, onPresence
+	subs       map[string]int
+	deliver    func(*hub.Publication)
+	onPresence func(*hub.PresenceEvent)
+}
+
+func (v *view) Join(ctx context.Context, channel string, m msg.Member) error {
+	return v.store.engine().Join(ctx, channel, m)
+}
+
+func (v *view) Leave(ctx context.Context, channel, client string) error {
+	return v.store.engine().Leave(ctx, channel, client)
+}
+
+func (v *view) Members(ctx context.Context, channel string) ([]msg.Member, error) {
+	return v.store.engine().Members(ctx, channel)
+}
+
+func (v *view) PresenceStats(ctx context.Context, channel string) (int, int, error) {
+	return v.store.engine().PresenceStats(ctx, channel)
 }
 
 func (v *view) Start(ctx context.Context, h hub.Handlers) error {
 	v.mu.Lock()
 	v.deliver = h.Deliver
+	v.onPresence = h.Presence
 	v.mu.Unlock()
 	return nil
 }
@@ -145,6 +179,7 @@ func (v *view) Unsubscribe(ctx context.Context, channel string) error {
 func (v *view) Close(ctx context.Context) error {
 	v.mu.Lock()
 	v.deliver = nil
+	v.onPresence = nil
 	v.mu.Unlock()
 	return nil
 }

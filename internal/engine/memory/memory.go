@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/duplexhq/duplex/internal/hub"
+	"github.com/duplexhq/duplex/msg"
 )
 
 // Config configures an Engine. The zero value is usable.
@@ -32,6 +33,7 @@ type Engine struct {
 	mu       sync.RWMutex // guards channels, handler, started
 	channels map[string]*stream
 	handler  func(*hub.Publication)
+	presence func(*hub.PresenceEvent)
 	started  bool
 
 	stop chan struct{}
@@ -50,6 +52,10 @@ type stream struct {
 	subs     int
 	lastUsed time.Time
 	dead     bool // freed by Sweep: callers holding it look it up again
+	// members are the channel's present clients, users how many of them
+	// each non-empty user has (presence.go).
+	members map[string]msg.Member
+	users   map[string]int
 }
 
 // New returns an Engine.
@@ -75,6 +81,7 @@ func (e *Engine) Start(ctx context.Context, h hub.Handlers) error {
 	}
 	e.started = true
 	e.handler = h.Deliver
+	e.presence = h.Presence
 	e.mu.Unlock()
 	e.wg.Go(e.sweepLoop)
 	return nil
@@ -110,7 +117,7 @@ func (e *Engine) Sweep() {
 	for name, s := range e.channels {
 		s.mu.Lock()
 		s.trimLocked(now, e.cfg.HistoryTTL)
-		idle := s.subs == 0 && s.n == 0 && now.Sub(s.lastUsed) >= e.cfg.HistoryTTL
+		idle := s.subs == 0 && s.n == 0 && len(s.members) == 0 && now.Sub(s.lastUsed) >= e.cfg.HistoryTTL
 		if idle {
 			s.dead = true
 			delete(e.channels, name)

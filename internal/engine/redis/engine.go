@@ -57,6 +57,12 @@ type Config struct {
 	// repaired within it is only a lost delivery, filled from history.
 	// Zero means 2 seconds.
 	DownGrace time.Duration
+	// PresenceTTL is how long the members this engine keeps in Redis
+	// outlive it if it stops without a goodbye (a crash): it refreshes
+	// them every PresenceTTL/4, and the other hubs sweep them out, with
+	// leave events, at most PresenceTTL after (presence.go). Zero means
+	// 60 seconds.
+	PresenceTTL time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -76,6 +82,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DownGrace <= 0 {
 		c.DownGrace = 2 * time.Second
+	}
+	if c.PresenceTTL <= 0 {
+		c.PresenceTTL = 60 * time.Second
 	}
 	if c.Linger == 0 {
 		c.Linger = 30 * time.Second
@@ -121,6 +130,16 @@ type Engine struct {
 	// shard.mu, never with Engine.mu.
 	healthMu   sync.Mutex
 	downShards int // shards down past DownGrace; guarded by healthMu
+
+	// presMu guards local: this engine's presence members, channel →
+	// client → member JSON, which the refresher keeps alive. Taken
+	// before no other lock; held across a Redis call only to join again
+	// a member Redis lost (RefreshPresence). presOnce starts the
+	// refresher; presStop stops it.
+	presMu   sync.Mutex
+	local    map[string]map[string]string
+	presOnce sync.Once
+	presStop chan struct{}
 }
 
 // chanState is one subscribed channel.
@@ -157,6 +176,7 @@ func New(cfg Config) (*Engine, error) {
 	return &Engine{
 		cfg: cfg, target: t, log: cfg.Logger,
 		subs: make(map[string]*chanState), shards: make(map[int]*shard),
+		local: make(map[string]map[string]string), presStop: make(chan struct{}),
 	}, nil
 }
 
@@ -193,6 +213,7 @@ func (e *Engine) Close(ctx context.Context) error {
 		return nil
 	}
 	e.closed = true
+	close(e.presStop)
 	for _, st := range e.subs {
 		if st.linger != nil {
 			st.linger.Stop() // one that fired finds the engine closed

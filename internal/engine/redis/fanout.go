@@ -386,6 +386,10 @@ func (s *shard) message(m rueidis.PubSubMessage) {
 	if !ok {
 		return
 	}
+	if strings.HasPrefix(m.Message, "!") {
+		s.presenceMessage(ch, m.Message)
+		return
+	}
 	p, err := decodePayload(ch, m.Message)
 	if err != nil {
 		s.e.log.Error("redis engine: dropping a malformed publication", "channel", ch, "err", err)

@@ -17,6 +17,9 @@ type Stats struct {
 	Errors atomic.Uint64
 	// RoundTrip is the latency of Publish and History calls to Redis.
 	RoundTrip Histogram
+	// PresenceRefreshes counts presence refresh batches, each one round
+	// trip to Redis (a Cluster: one per node) whatever the members.
+	PresenceRefreshes atomic.Uint64
 
 	// health is what the latest round trip said of Redis; Healthy reads
 	// it (see health.go).

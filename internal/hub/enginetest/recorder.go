@@ -21,22 +21,25 @@ const waitLimit = 20 * time.Second
 type recorder struct {
 	mu sync.Mutex // guards everything below
 	// got holds each channel's delivered offsets, in delivery order.
-	got   map[string][]uint64
-	pubs  map[string][]*hub.Publication
-	lost  map[string]int
-	errs  []string
-	inCh  map[string]bool // a Deliver for the channel is running
-	wake  chan struct{}   // closed and replaced on every change
+	got  map[string][]uint64
+	pubs map[string][]*hub.Publication
+	lost map[string]int
+	errs []string
+	inCh map[string]bool // a Deliver for the channel is running
+	// seq holds each channel's deliveries and presence events in the
+	// order they came: "p<offset>", "join:<client>", "leave:<client>".
+	seq   map[string][]string
+	wake  chan struct{} // closed and replaced on every change
 	total int
 }
 
 func newRecorder() *recorder {
 	return &recorder{got: map[string][]uint64{}, pubs: map[string][]*hub.Publication{},
-		lost: map[string]int{}, inCh: map[string]bool{}, wake: make(chan struct{})}
+		lost: map[string]int{}, inCh: map[string]bool{}, wake: make(chan struct{}), seq: map[string][]string{}}
 }
 
 func (r *recorder) handlers() hub.Handlers {
-	return hub.Handlers{Deliver: r.deliver, Lost: r.signalLost}
+	return hub.Handlers{Deliver: r.deliver, Lost: r.signalLost, Presence: r.presence}
 }
 
 func (r *recorder) deliver(p *hub.Publication) {
@@ -49,6 +52,7 @@ func (r *recorder) deliver(p *hub.Publication) {
 		r.errs = append(r.errs, fmt.Sprintf("delivered epoch %q is not valid", p.Epoch))
 	}
 	r.got[p.Channel] = append(r.got[p.Channel], p.Offset)
+	r.seq[p.Channel] = append(r.seq[p.Channel], fmt.Sprintf("p%d", p.Offset))
 	r.pubs[p.Channel] = append(r.pubs[p.Channel], p)
 	r.total++
 	r.changedLocked()
@@ -157,4 +161,27 @@ func start(t *testing.T, e hub.Engine) *instance {
 		rec.check(t)
 	})
 	return &instance{Engine: e, rec: rec}
+}
+
+func (r *recorder) presence(ev *hub.PresenceEvent) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	want := string(hub.NewPresenceEvent(ev.Type, ev.Channel, msg.Member{Client: ev.Client, User: ev.User, Info: ev.Info}).JSON)
+	if string(ev.JSON) != want {
+		r.errs = append(r.errs, fmt.Sprintf("presence event JSON %s, want %s", ev.JSON, want))
+	}
+	r.seq[ev.Channel] = append(r.seq[ev.Channel], ev.Type+":"+ev.Client)
+	r.changedLocked()
+}
+
+// waitSeq waits until channel's sequence holds item.
+func (r *recorder) waitSeq(t *testing.T, channel, item string) {
+	t.Helper()
+	r.wait(t, item+" on "+channel, func() bool { return slices.Contains(r.seq[channel], item) })
+}
+
+func (r *recorder) sequence(channel string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.seq[channel])
 }

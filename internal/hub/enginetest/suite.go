@@ -64,6 +64,9 @@ var cases = []struct {
 	{"LostDelivery", testLostDelivery},
 	{"HubFillsLostDelivery", testHubFillsLostDelivery},
 	{"CanceledContext", testCanceledContext},
+	{"PresenceAcrossInstances", testPresenceAcrossInstances},
+	{"PresenceInOrderWithPublications", testPresenceInOrder},
+	{"PresenceManyMembers", testPresenceMany},
 }
 
 var bg = context.Background()
