@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/duplexhq/duplex/internal/hub"
 	"github.com/duplexhq/duplex/internal/hubtest"
 	"github.com/duplexhq/duplex/internal/server"
 )
@@ -519,5 +520,62 @@ func TestDuplexJSDocsChatPage(t *testing.T) {
 	runDuplexJS(t, "chat", map[string]any{"url": files + "/chat.html?hub=" + url.QueryEscape(h.URL), "text": text}, &res, nil)
 	if len(res.Items) != 1 || res.Items[0] != text {
 		t.Fatalf("chat list %q, want just %q", res.Items, text)
+	}
+}
+
+// TestDuplexJSPresence: duplex.js's presence on every transport. A tab that
+// asked for joins and leaves sees another tab's join with its info, reads
+// both members and the stats, sees the other's leave when it closes, and
+// none of it counts as a message or moves the cursor.
+func TestDuplexJSPresence(t *testing.T) {
+	h := hubtest.Start(t, &hubtest.Options{Hub: hub.Config{Presence: func(ch string) bool { return strings.HasPrefix(ch, "room") }}})
+	for i, tr := range []string{"ws", "sse", "ndjson", "poll"} {
+		t.Run(tr, func(t *testing.T) {
+			channel := fmt.Sprintf("room%d", i)
+			type event struct {
+				Type string `json:"type"`
+				Info struct {
+					Name string `json:"name"`
+				} `json:"info"`
+			}
+			var res struct {
+				Events  []event  `json:"events"`
+				Offsets []uint64 `json:"offsets"`
+				Stats   jsStats  `json:"stats"`
+				Cursor  string   `json:"cursor"`
+				Members []struct {
+					Name      string `json:"name"`
+					Transport string `json:"transport"`
+				} `json:"members"`
+				Clients int `json:"clients"`
+			}
+			runDuplexJS(t, "presence", map[string]any{"url": h.URL, "channel": channel, "transport": tr}, &res, nil)
+			wire := map[string]string{"ws": "ws", "sse": "sse", "ndjson": "stream", "poll": "poll"}[tr]
+			if len(res.Members) != 2 || res.Members[0].Name != "A" || res.Members[1].Name != "B" ||
+				res.Members[0].Transport != wire || res.Members[1].Transport != wire {
+				t.Errorf("members %+v, want A and B over %s", res.Members, wire)
+			}
+			if res.Clients != 2 {
+				t.Errorf("stats: %d clients, want 2", res.Clients)
+			}
+			var joinB, leaveB int
+			for _, e := range res.Events {
+				switch {
+				case e.Type == "join" && e.Info.Name == "B":
+					joinB++
+				case e.Type == "leave" && e.Info.Name == "B":
+					leaveB++
+				}
+			}
+			if joinB != 1 || leaveB != 1 {
+				t.Errorf("events %+v: want B's join and leave once each", res.Events)
+			}
+			if len(res.Offsets) != 1 || res.Offsets[0] != 1 || res.Stats.Messages != 1 {
+				t.Errorf("offsets %v, stats %+v: want the one message, and events not counted", res.Offsets, res.Stats)
+			}
+			if !strings.HasSuffix(res.Cursor, ":1") {
+				t.Errorf("cursor %q: want it at the message's offset 1", res.Cursor)
+			}
+		})
 	}
 }

@@ -27,6 +27,11 @@
 //     10-minute backoff fails against a front refusing upgrades; the front
 //     is told to let them through (GET unblock) and `event` ('online' or
 //     'visibilitychange') is fired: it must open now, not in minutes.
+//   presence {url, channel, transport}: tab A subscribes with joinLeave and
+//     info {name: 'A'}; tab B (another browser context, so another
+//     connection) subscribes with info {name: 'B'}. Reports the joins A
+//     saw, hub.presence and hub.presenceStats from A while both are in,
+//     the leave A sees when B closes, and A's stats after one message.
 //   chat {url, text}: the chat page of docs/client.md: type text, send,
 //     and see it come back in the list.
 'use strict';
@@ -73,6 +78,42 @@ const record = (page) => page.evaluate(() => ({
 }));
 
 const scenarios = {
+  async presence(browser) {
+    const ctxB = await browser.newContext();
+    const a = await browser.newPage();
+    const b = await ctxB.newPage();
+    watch(a, 'tab A');
+    watch(b, 'tab B');
+    await a.goto(`${args.url}/healthz`);
+    await b.goto(`${args.url}/healthz`);
+    const sub = (page, name, joinLeave) => page.evaluate(async ([ch, tr, name, joinLeave]) => {
+      const { connect } = await import('/duplex.js');
+      window.ev = [];
+      window.offsets = [];
+      window.hub = connect('', { transport: tr, backoff: { base: 100, cap: 1000 } });
+      window.sub = window.hub.subscribe(ch, {
+        message: (m) => window.offsets.push(m.offset),
+        join: (e) => window.ev.push({ type: e.type, user: e.user, info: e.info, client: e.client }),
+        leave: (e) => window.ev.push({ type: e.type, user: e.user, info: e.info, client: e.client }),
+      }, { joinLeave, info: { name } });
+    }, [args.channel, args.transport, name, joinLeave]);
+    await sub(a, 'A', true);
+    await a.waitForFunction(() => window.sub.state === 'open', null, { timeout: 30000 });
+    await sub(b, 'B', false);
+    await b.waitForFunction(() => window.sub.state === 'open', null, { timeout: 30000 });
+    await a.waitForFunction(() => window.ev.some((e) => e.type === 'join' && e.info && e.info.name === 'B'), null, { timeout: 30000 });
+    const members = await a.evaluate(async (ch) => (await window.hub.presence(ch)).members
+      .map((m) => ({ name: m.info && m.info.name, transport: m.transport })).sort((x, y) => (x.name < y.name ? -1 : 1)), args.channel);
+    const stats = await a.evaluate(async (ch) => window.hub.presenceStats(ch), args.channel);
+    await b.evaluate(() => window.sub.close());
+    await a.waitForFunction(() => window.ev.some((e) => e.type === 'leave' && e.info && e.info.name === 'B'), null, { timeout: 30000 });
+    await a.evaluate(async (ch) => window.hub.publish(ch, { n: 1 }), args.channel);
+    await a.waitForFunction(() => window.offsets.length >= 1, null, { timeout: 30000 });
+    const out = await a.evaluate(() => ({ events: window.ev, offsets: window.offsets, stats: window.sub.stats(), cursor: window.sub.cursor() }));
+    await ctxB.close();
+    return { ...out, members, clients: stats.clients };
+  },
+
   async roundtrip(browser) {
     const page = await browser.newPage();
     watch(page, 'page');

@@ -79,11 +79,38 @@ export interface Handlers<T = unknown> {
   disconnect?(d: Disconnect): void;
   /** Each connection attempt's transport (older than state; kept). */
   transport?(t: Transport): void;
+  /** A member joined a channel (with opts.joinLeave). Not a message: no offset. */
+  join?(e: PresenceEvent): void;
+  /** A member left a channel (with opts.joinLeave). */
+  leave?(e: PresenceEvent): void;
+}
+
+/** A presence member (docs/protocol.md, "Presence"). */
+export interface Member {
+  client: string;
+  /** The token's sub, or empty. */
+  user: string;
+  transport: 'ws' | 'sse' | 'stream' | 'poll';
+  /** Unix ms. */
+  joined: number;
+  info?: unknown;
+}
+
+export interface PresenceEvent {
+  type: 'join' | 'leave';
+  channel: string;
+  client: string;
+  user: string;
+  info?: unknown;
 }
 
 export interface SubscribeOptions {
   /** "chan:epoch:offset,…" (epoch may be empty) or an object; resume after it. */
   cursor?: string | CursorObject;
+  /** Receive join and leave events (channels must match the hub's --presence). */
+  joinLeave?: boolean;
+  /** A small JSON value shown with this subscription's presence member (at most 1024 bytes). */
+  info?: unknown;
 }
 
 export interface Stats {
@@ -129,6 +156,10 @@ export interface Hub {
   publish(channel: string, data: unknown): Promise<Published>;
   history<T = unknown>(channel: string, opts?: { after?: number; limit?: number }): Promise<HistoryPage<T>>;
   history<T = unknown>(channel: string, after?: number, limit?: number): Promise<HistoryPage<T>>;
+  /** GET /v1/channels/{c}/presence: the channel's members. */
+  presence(channel: string): Promise<{ channel: string; members: Member[] }>;
+  /** GET /v1/channels/{c}/presence?stats=1: clients and distinct users, without reading members. */
+  presenceStats(channel: string): Promise<{ channel: string; clients: number; users: number }>;
   subscribe<T = unknown>(channels: string | string[], handlers?: Handlers<T>, opts?: SubscribeOptions): Subscription;
   /** Closes every subscription of this hub. */
   close(): Promise<unknown>;

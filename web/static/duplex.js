@@ -268,10 +268,24 @@ class Hub {
       [['after', after], ['limit', limit]], undefined, (s) => s >= 200 && s < 300);
   }
 
+  // presence(channel) lists the channel's members; presenceStats(channel)
+  // counts its clients and distinct users (docs/protocol.md, "Presence").
+  async presence(channel) {
+    return this.fetchJSON(`/v1/channels/${encodeURIComponent(channel)}/presence`,
+      null, undefined, (s) => s === 200);
+  }
+
+  async presenceStats(channel) {
+    return this.fetchJSON(`/v1/channels/${encodeURIComponent(channel)}/presence`,
+      [['stats', '1']], undefined, (s) => s === 200);
+  }
+
   subscribe(channels, handlers = {}, opts = {}) {
     if (this.closed) throw new Error('hub is closed');
     channels = [].concat(channels);
-    if (this.shared) {
+    // Joins and leaves are per subscription, so such a subscription keeps
+    // its own connection rather than the worker's shared one.
+    if (this.shared && !opts.joinLeave && opts.info === undefined) {
       const w = this.worker || (this.worker = SharedLink.open(this));
       if (w) return w.subscribe(channels, handlers, opts);
       this.shared = false; // no SharedWorker here: in-page
@@ -330,6 +344,11 @@ class Subscription {
     this.channels = channels;
     this.handlers = handlers;
     this.cur = parseCursor(opts.cursor || '');
+    this.joinLeave = !!opts.joinLeave;
+    this.info = opts.info;
+    // A long poll names its presence member with client=, so that one
+    // member lasts across polls (the hub makes up the other transports' ids).
+    this.clientId = Array.from({ length: 16 }, () => Math.floor(Math.random() * 16).toString(16)).join('');
     this.closed = false;
     this.transport = null; // the one in use now
     this.state = 'connecting';
@@ -374,6 +393,11 @@ class Subscription {
   }
 
   deliver(obj) {
+    if (obj && (obj.type === 'join' || obj.type === 'leave')) {
+      // Not messages: no offset, the cursor stays (docs/protocol.md).
+      this.handlers[obj.type]?.(obj);
+      return true;
+    }
     if (!acceptItem(this.cur, obj)) return false;
     if (obj.type === 'message') {
       this.counts.messages++;
@@ -506,6 +530,8 @@ class Subscription {
           subIds.set(id, ch);
           const pos = this.cur[ch];
           if (pos) { cmd.epoch = pos.epoch; cmd.offset = pos.offset; }
+          if (this.joinLeave) cmd.join_leave = true;
+          if (this.info !== undefined) cmd.info = this.info;
           ws.send(JSON.stringify(cmd));
         }
       };
@@ -523,7 +549,7 @@ class Subscription {
           reject(err);
           return;
         }
-        if (obj.type === 'message' || obj.type === 'gap') {
+        if (['message', 'gap', 'join', 'leave'].includes(obj.type)) {
           if (this.deliver(obj)) delivered++;
         }
       };
@@ -549,6 +575,8 @@ class Subscription {
   streamParams() {
     const params = this.channels.map((ch) => ['channel', ch]);
     if (Object.keys(this.cur).length) params.push(['cursor', this.cursor()]);
+    if (this.joinLeave) params.push(['join_leave', '1']);
+    if (this.info !== undefined) params.push(['info', JSON.stringify(this.info)]);
     return params;
   }
 
@@ -570,6 +598,8 @@ class Subscription {
       };
       es.addEventListener('message', on);
       es.addEventListener('gap', on);
+      es.addEventListener('join', on);
+      es.addEventListener('leave', on);
       // The browser would reconnect by itself with Last-Event-ID; we
       // reconnect ourselves instead, so fallback and backoff stay ours.
       es.onerror = () => {
@@ -636,8 +666,8 @@ class Subscription {
     const ac = new AbortController();
     this.conn = { close: () => ac.abort() };
     while (!this.closed && !ac.signal.aborted) {
-      const params = this.channels.map((ch) => ['channel', ch]);
-      if (Object.keys(this.cur).length) params.push(['cursor', this.cursor()]);
+      const params = this.streamParams();
+      params.push(['client', this.clientId]); // one presence member across polls
       // The first poll of a connection is answered at once (timeout=0): it
       // says the hub is there (state 'open'), and channels without a cursor
       // learn "now" from it.
