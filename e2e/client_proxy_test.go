@@ -2,16 +2,10 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/netip"
 	"strings"
@@ -22,6 +16,7 @@ import (
 	"github.com/duplexhq/duplex/client"
 	"github.com/duplexhq/duplex/internal/hubtest"
 	"github.com/duplexhq/duplex/internal/proxy"
+	"github.com/duplexhq/duplex/internal/tlstest"
 )
 
 // countingListener counts accepted connections.
@@ -85,36 +80,13 @@ func startDuplexProxy(t *testing.T, creds []proxy.Credential, tlsCfg *tls.Config
 	return cl
 }
 
-// selfSigned returns a server TLS config for 127.0.0.1 and a client
-// config that trusts it.
+// selfSigned returns a server TLS config for 127.0.0.1 (and hubName) and
+// a client config that trusts it.
 func selfSigned(t *testing.T) (server, clientCfg *tls.Config) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "duplex test proxy"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:     []string{"localhost", hubName},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}},
-		&tls.Config{RootCAs: pool}
+	ca := tlstest.NewCA(t)
+	leaf := ca.Issue(t, 1, hubName)
+	return &tls.Config{Certificates: []tls.Certificate{leaf.Cert}}, &tls.Config{RootCAs: ca.Pool()}
 }
 
 // TestClientThroughDuplexProxy: every transport through every proxy scheme

@@ -78,8 +78,9 @@ type Leaf struct {
 	Cert            tls.Certificate
 }
 
-// Issue signs a leaf for 127.0.0.1, ::1 and localhost with serial.
-func (ca *CA) Issue(t testing.TB, serial int64) Leaf {
+// Issue signs a leaf for 127.0.0.1, ::1, localhost and any further DNS
+// names with serial.
+func (ca *CA) Issue(t testing.TB, serial int64, names ...string) Leaf {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -92,7 +93,7 @@ func (ca *CA) Issue(t testing.TB, serial int64) Leaf {
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"localhost"},
+		DNSNames:     append([]string{"localhost"}, names...),
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
