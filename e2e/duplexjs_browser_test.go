@@ -579,3 +579,46 @@ func TestDuplexJSPresence(t *testing.T) {
 		})
 	}
 }
+
+// TestCORSPreflightFromChromium: a page on a second origin publishes with
+// a JSON POST and reads history with If-None-Match, requests chromium
+// sends only after a CORS preflight. The hub that allows the page's origin
+// answers the preflight and both go through; one that does not refuses the
+// preflight, the browser never sends the POST, and nothing is stored.
+func TestCORSPreflightFromChromium(t *testing.T) {
+	files := hubtest.ServeHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, "<!doctype html><title>elsewhere</title><link rel=icon href=data:,>")
+	}))
+	type result struct {
+		Status int    `json:"status"`
+		Error  string `json:"error"`
+	}
+	for _, c := range []struct {
+		name    string
+		allowed []string
+	}{{"allowed", []string{files}}, {"refused", []string{"https://elsewhere.example"}}} {
+		t.Run(c.name, func(t *testing.T) {
+			h := hubtest.Start(t, &hubtest.Options{Server: server.Config{AllowedOrigins: c.allowed}})
+			var res struct {
+				Publish, History result
+			}
+			var allowed *regexp.Regexp
+			if c.name == "refused" {
+				allowed = regexp.MustCompile(`blocked by CORS policy|net::ERR_FAILED`)
+			}
+			runDuplexJS(t, "cors", map[string]any{"page": files + "/", "hub": h.URL, "channel": "cors"}, &res, allowed)
+			stored := len(history(t, h.URL, "cors"))
+			switch c.name {
+			case "allowed":
+				if res.Publish.Status != 201 || res.History.Status != 200 || stored != 1 {
+					t.Errorf("publish %+v, history %+v, %d stored: want 201, 200 and the message", res.Publish, res.History, stored)
+				}
+			default:
+				if res.Publish.Error == "" || res.History.Error == "" || stored != 0 {
+					t.Errorf("publish %+v, history %+v, %d stored: want both refused by the browser and nothing stored", res.Publish, res.History, stored)
+				}
+			}
+		})
+	}
+}

@@ -32,6 +32,9 @@
 //     connection) subscribes with info {name: 'B'}. Reports the joins A
 //     saw, hub.presence and hub.presenceStats from A while both are in,
 //     the leave A sees when B closes, and A's stats after one message.
+//   cors {page, hub, channel}: a page on another origin (page) publishes to
+//     hub with a JSON POST and reads its history with If-None-Match — both
+//     need a CORS preflight. Reports each fetch's status or error.
 //   chat {url, text}: the chat page of docs/client.md: type text, send,
 //     and see it come back in the list.
 'use strict';
@@ -78,6 +81,21 @@ const record = (page) => page.evaluate(() => ({
 }));
 
 const scenarios = {
+  async cors(browser) {
+    const page = await browser.newPage();
+    watch(page, 'page');
+    await page.goto(args.page);
+    return page.evaluate(async ({ hub, channel }) => {
+      const attempt = async (u, init) => {
+        try { const r = await fetch(u, init); return { status: r.status }; } catch (e) { return { error: String(e) }; }
+      };
+      const base = `${hub}/v1/channels/${channel}/messages`;
+      const publish = await attempt(base, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"from":"elsewhere"}' });
+      const history = await attempt(`${base}?after=0`, { headers: { 'If-None-Match': '"none"' } });
+      return { publish, history };
+    }, args);
+  },
+
   async presence(browser) {
     const ctxB = await browser.newContext();
     const a = await browser.newPage();
