@@ -38,8 +38,13 @@ func TestClientPresenceEveryTransport(t *testing.T) {
 				}
 				return ev
 			}
-			if ev := next(); ev.Presence == nil || ev.Presence.Type != msg.TypeJoin || string(ev.Presence.Info) != `{"via":"`+string(tr)+`"}` {
-				t.Fatalf("own join: %+v", ev)
+			// A poll's own join is not waited for: on the Redis engine it
+			// comes back through pub/sub and may land between two polls,
+			// where joins and leaves are lost (docs/protocol.md).
+			if tr != client.Poll {
+				if ev := next(); ev.Presence == nil || ev.Presence.Type != msg.TypeJoin || string(ev.Presence.Info) != `{"via":"`+string(tr)+`"}` {
+					t.Fatalf("own join: %+v", ev)
+				}
 			}
 			other := dialClient(t, h.URL, fastOpts(client.WebSocket))
 			if _, err := c.Publish(ctx, room, json.RawMessage(`1`)); err != nil {
