@@ -533,7 +533,7 @@ func (f *forwarding) relayResponse(resp *http.Response) (bool, *origin) {
 	if _, err := c.nc.Write(rh.Bytes()); err != nil {
 		return f.abandon(resp, outcomeClientClosed, err)
 	}
-	gone, stopWatch := f.watchClientGone()
+	gone, stopWatch := f.watchClientGone(resp.ContentLength < 0)
 	n, err := s.streamBody(c.nc, f.o.nc, resp.Body, chunked)
 	stopWatch()
 	l.down = n
@@ -562,15 +562,16 @@ func (f *forwarding) relayResponse(resp *http.Response) (bool, *origin) {
 // watchClientGone ends the origin connection when the client leaves while
 // the response body streams. A silent stream (an event stream between
 // heartbeats) would otherwise hold both connections until the origin next
-// writes, and Shutdown would wait for it. It watches only while nothing
-// else reads from the client (no request body in flight); a pipelined
-// request it sees stays in the buffer for the next round. gone reports
-// that the client left; stop ends the watch and waits for it, after which
-// the connection's deadlines are the caller's to set again (serveHTTP sets
-// them before every request).
-func (f *forwarding) watchClientGone() (gone *atomic.Bool, stop func()) {
+// writes, and Shutdown would wait for it. Only a body of unknown length
+// (streaming: chunked or close-delimited) is watched, so a plain response
+// pays no goroutine for it; and only while nothing else reads from the
+// client (no request body in flight). A pipelined request it sees stays in
+// the buffer for the next round. gone reports that the client left; stop
+// ends the watch and waits for it, after which the connection's deadlines
+// are the caller's to set again (serveHTTP sets them before every request).
+func (f *forwarding) watchClientGone(streaming bool) (gone *atomic.Bool, stop func()) {
 	gone = new(atomic.Bool)
-	if f.bodyRunning {
+	if !streaming || f.bodyRunning {
 		return gone, func() {}
 	}
 	done := make(chan struct{})
