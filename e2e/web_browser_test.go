@@ -186,20 +186,7 @@ func TestWebDemoHubRestartRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	const channel = "restart"
-	p := startDemoPage(t)
-	p.allowNetworkErrors = true // requests refused while the hub is down
-	p.open(h1.URL+"/?channel="+channel+"&interval=1", 1280, 800)
-	p.waitPanes(panesStarted, 30*time.Second)
-	hc := &http.Client{}
-	for n := 1; n <= 20; n++ {
-		postMessage(t, hc, h1.URL, channel, n)
-	}
-	p.waitPanes("p.offsets.length >= 20", 30*time.Second)
-	for n := 21; n <= 250; n++ {
-		postMessage(t, hc, h1.URL, channel, n)
-	}
-	h1.Stop(t) // while the panes are still receiving
-	hc.CloseIdleConnections()
+	p, hc := demoUntilStopped(t, h1, channel, 250)
 	h2 := restartOn(t, h1.Addr, &hubtest.Options{Engine: engine()})
 	for n := 251; n <= 500; n++ {
 		postMessage(t, hc, h2.URL, channel, n)
@@ -229,20 +216,7 @@ func TestWebDemoHubRestartMemoryGap(t *testing.T) {
 		t.Fatal(err)
 	}
 	const channel = "amnesia"
-	p := startDemoPage(t)
-	p.allowNetworkErrors = true
-	p.open(h1.URL+"/?channel="+channel+"&interval=1", 1280, 800)
-	p.waitPanes(panesStarted, 30*time.Second)
-	hc := &http.Client{}
-	for n := 1; n <= 20; n++ {
-		postMessage(t, hc, h1.URL, channel, n)
-	}
-	p.waitPanes("p.offsets.length >= 20", 30*time.Second)
-	for n := 21; n <= 40; n++ {
-		postMessage(t, hc, h1.URL, channel, n)
-	}
-	h1.Stop(t)
-	hc.CloseIdleConnections()
+	p, hc := demoUntilStopped(t, h1, channel, 40)
 	h2 := restartOn(t, h1.Addr, &hubtest.Options{Engine: memory.New(memory.Config{})})
 	const after = 30
 	var last msg.Published
@@ -335,6 +309,30 @@ func (v paneView) expectClean(t *testing.T, kind string, from, to int) {
 // page. Every answer carries the page errors and console errors seen since
 // the last one; any of them fails the test, except, with
 // allowNetworkErrors, the ones chromium itself logs for a refused or
+
+// demoUntilStopped opens the demo page on h1's channel, publishes 1..last
+// (waiting until every pane has the first 20, so all are live), and stops
+// h1 while the panes are still receiving. It returns the page and the
+// client that published, its idle connections to h1 closed.
+func demoUntilStopped(t *testing.T, h1 *hubtest.Hub, channel string, last int) (*demoPage, *http.Client) {
+	t.Helper()
+	p := startDemoPage(t)
+	p.allowNetworkErrors = true // requests refused while the hub is down
+	p.open(h1.URL+"/?channel="+channel+"&interval=1", 1280, 800)
+	p.waitPanes(panesStarted, 30*time.Second)
+	hc := &http.Client{}
+	for n := 1; n <= 20; n++ {
+		postMessage(t, hc, h1.URL, channel, n)
+	}
+	p.waitPanes("p.offsets.length >= 20", 30*time.Second)
+	for n := 21; n <= last; n++ {
+		postMessage(t, hc, h1.URL, channel, n)
+	}
+	h1.Stop(t)
+	hc.CloseIdleConnections()
+	return p, hc
+}
+
 // dropped connection (a hub restarting, an upgrade refused on purpose).
 type demoPage struct {
 	t                  *testing.T
