@@ -40,15 +40,7 @@ func (e *wipedEngine) History(ctx context.Context, channel string, q hub.History
 // its messages — never a gap with an empty epoch.
 func TestResumeIntoEmptyStoreGapNamesTheNewEpoch(t *testing.T) {
 	eng := &wipedEngine{Engine: memory.New(memory.Config{})}
-	h, err := hub.New(context.Background(), hub.Config{Engine: eng})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := h.Shutdown(context.Background()); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
+	h := startHub(t, hub.Config{Engine: eng})
 	s, _ := h.NewSession()
 	defer s.Release()
 	if _, err := s.Subscribe(context.Background(), "c", hub.SubscribeOptions{From: &msg.Position{Epoch: "oldepoch01", Offset: 5}}); err != nil {

@@ -19,6 +19,13 @@ func newHub(t *testing.T, hc hub.Config, mc memory.Config) (*hub.Hub, *memory.En
 	t.Helper()
 	eng := memory.New(mc)
 	hc.Engine = eng
+	return startHub(t, hc), eng
+}
+
+// startHub starts a hub on hc (its Engine set) and shuts it down, checking
+// that it stops cleanly, when the test ends.
+func startHub(t *testing.T, hc hub.Config) *hub.Hub {
+	t.Helper()
 	h, err := hub.New(context.Background(), hc)
 	if err != nil {
 		t.Fatal(err)
@@ -30,7 +37,7 @@ func newHub(t *testing.T, hc hub.Config, mc memory.Config) (*hub.Hub, *memory.En
 			t.Errorf("shutdown: %v", err)
 		}
 	})
-	return h, eng
+	return h
 }
 
 func publishN(t testing.TB, h *hub.Hub, channel string, from, to int) {

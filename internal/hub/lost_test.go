@@ -43,16 +43,7 @@ func newLossyHub(t *testing.T, hc hub.Config, mc memory.Config) (*hub.Hub, *loss
 	t.Helper()
 	eng := &lossyEngine{Engine: memory.New(mc)}
 	hc.Engine = eng
-	h, err := hub.New(context.Background(), hc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := h.Shutdown(context.Background()); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	return h, eng
+	return startHub(t, hc), eng
 }
 
 // TestLostDeliveryIsFilledFromHistory: publications the engine failed to
